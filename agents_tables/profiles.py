@@ -1,0 +1,32 @@
+"""Profile rows: versioned per agent so that duplicate and out-of-order events converge.
+
+A delete leaves a tombstone row `{"version": v, "deleted": true}` instead of removing the key: without
+it, an older update arriving after the delete would bring the agent back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def stored_version(row: Row | None) -> int | None:
+    return None if row is None else int(row["version"])
+
+
+def should_apply(row: Row | None, incoming_version: int) -> bool:
+    """Only a strictly newer version changes the table; equal or older ones are ignored."""
+    current = stored_version(row)
+    return current is None or incoming_version > current
+
+
+def tombstone(version: int) -> Row:
+    return {"version": version, "deleted": True}
+
+
+def live(row: Row | None) -> Row | None:
+    """The profile if the agent currently exists, else None (never seen, or deleted)."""
+    if row is None or row.get("deleted"):
+        return None
+    return row

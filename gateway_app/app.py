@@ -1,0 +1,73 @@
+"""Assembles one worker: the faust app, its topics and tables, the flow, the agents and the web views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+import mode
+
+from agents_tables.tables import GatewayTables, define_tables
+from gateway_app.agents import intake, processor
+from gateway_app.flow.processor import MessageFlow
+from gateway_app.providers.registry import ProviderPool
+from gateway_app.publisher import Publisher
+from gateway_app.settings import Settings
+from gateway_app.topics import GatewayTopics, define_topics
+from gateway_app.web import views
+
+
+@dataclass(frozen=True)
+class Gateway:
+    app: faust.App
+    settings: Settings
+    topics: GatewayTopics
+    tables: GatewayTables
+    flow: MessageFlow
+
+
+def faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        web_enabled=True,
+        web_tables_enabled=settings.web_tables_enabled,
+        # Our acks are held until a message is fully handled; waiting for them at a rebalance would
+        # stall it for as long as a message waits for a profile or a rate window. Revoked work is
+        # cancelled instead and redelivered (see agents.processor).
+        stream_wait_empty=False,
+        broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.broker_session_timeout_seconds,
+        broker_rebalance_timeout=settings.rebalance_timeout_seconds,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        autodiscover=False,
+    )
+
+
+def create_gateway(settings: Settings) -> Gateway:
+    app = faust_app(settings)
+    topics = define_topics(app, settings)
+    tables = define_tables(app, settings.topic_partitions, settings.rocksdb_block_cache_mb)
+    publisher = Publisher(topics)
+    providers = ProviderPool()
+    flow = MessageFlow(settings, tables, publisher, providers)
+    intake.register(app, intake.Intake(settings, topics, publisher), topics)
+    processor.register(app, flow, topics)
+    views.register(app, settings, topics, tables, flow)
+
+    @app.service
+    class ProviderClients(mode.Service):
+        """Closes the providers' pooled connections when the worker stops."""
+
+        async def on_stop(self) -> None:
+            await providers.aclose()
+
+    return Gateway(app, settings, topics, tables, flow)

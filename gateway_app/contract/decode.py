@@ -1,0 +1,113 @@
+"""Turn raw input records into contract models, or into a named rejection. Never raises on input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gateway_app.contract.events import (
+    AgentProfile,
+    AgentProfileDeleted,
+    ErrorCode,
+    MessageCreated,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an input was refused, plus whatever routing fields could still be read from it."""
+
+    code: ErrorCode
+    reason: str
+    fields: dict[str, Any]
+
+    def field(self, name: str) -> str | None:
+        """A routing field (snake or camel case) if present as a non-empty string."""
+        for key in (name, _camel(name)):
+            value = self.fields.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_content_chars: int
+    max_metadata_bytes: int
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _parse_json(raw: bytes | None) -> dict[str, Any] | Rejection:
+    if raw is None:
+        return Rejection(ErrorCode.INVALID_EVENT, "record has no value (tombstone)", {})
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(ErrorCode.UNDECODABLE, f"value is not UTF-8: {exc.reason} at byte {exc.start}", {})
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Rejection(ErrorCode.INVALID_JSON, f"value is not JSON: {exc.msg} at char {exc.pos}", {})
+    if not isinstance(data, dict):
+        return Rejection(ErrorCode.INVALID_EVENT, f"value is a JSON {type(data).__name__}, not an object", {})
+    return data
+
+
+def _validate(model: type[M], data: dict[str, Any]) -> M | Rejection:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return Rejection(ErrorCode.INVALID_EVENT, _summarise(exc), data)
+
+
+def _summarise(exc: ValidationError) -> str:
+    """One line per failing field, capped: a reason an operator can read in a DLQ record."""
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()[:5]]
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def decode(model: type[M], raw: bytes | None) -> M | Rejection:
+    data = _parse_json(raw)
+    return data if isinstance(data, Rejection) else _validate(model, data)
+
+
+def decode_message(raw: bytes | None, limits: InputLimits) -> MessageCreated | Rejection:
+    result = decode(MessageCreated, raw)
+    if isinstance(result, Rejection):
+        return result
+    return _check_message_bounds(result, limits)
+
+
+def _check_message_bounds(message: MessageCreated, limits: InputLimits) -> MessageCreated | Rejection:
+    fields = message.model_dump(mode="json")
+    if len(message.content) > limits.max_content_chars:
+        reason = f"content has {len(message.content)} characters; the limit is {limits.max_content_chars}"
+        return Rejection(ErrorCode.CONTENT_TOO_LONG, reason, fields)
+    size = len(json.dumps(message.metadata).encode()) if message.metadata else 0
+    if size > limits.max_metadata_bytes:
+        reason = f"metadata is {size} bytes as JSON; the limit is {limits.max_metadata_bytes}"
+        return Rejection(ErrorCode.METADATA_TOO_LARGE, reason, fields)
+    return message
+
+
+def decode_profile(
+    raw: bytes | None, known_provider: Callable[[str], bool]
+) -> AgentProfile | Rejection:
+    result = decode(AgentProfile, raw)
+    if isinstance(result, Rejection) or known_provider(result.provider):
+        return result
+    return Rejection(ErrorCode.UNKNOWN_PROVIDER, f"provider {result.provider!r} is not supported", result.model_dump())
+
+
+def decode_profile_deleted(raw: bytes | None) -> AgentProfileDeleted | Rejection:
+    return decode(AgentProfileDeleted, raw)

@@ -1,0 +1,182 @@
+"""The wire contract, version 1: every event the gateway reads or writes, in one place.
+
+Inputs accept snake_case and camelCase names and ignore unknown fields (the chat platform's services
+are TypeScript and evolve independently). Outputs are always snake_case. The README's event section is
+written from these models; `gateway contract` prints their JSON schemas.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+CONTRACT_VERSION = 1
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, strict=False
+    )
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MessageCreated(_Input):
+    """`ai-message-created`: a chat message an AI agent should answer."""
+
+    message_id: str = Field(min_length=1, max_length=256)
+    agent_id: str = Field(min_length=1, max_length=256)
+    room_id: str = Field(min_length=1, max_length=256)
+    user_id: str | None = Field(default=None, max_length=256)
+    content: str = Field(min_length=1)
+    created_at: datetime | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content is blank")
+        return value
+
+
+class RateLimits(_Input):
+    """Per-agent limits; null means unlimited."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class AgentProfile(_Input):
+    """`agent-profile-created` / `agent-profile-updated`: the full profile of one agent."""
+
+    agent_id: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=0)
+    name: str = ""
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    system_prompt: str = ""
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1, le=1_000_000)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    enabled: bool = True
+    # Provider-specific knobs, e.g. {"latency_ms": 200} for the echo provider.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentProfileDeleted(_Input):
+    """`agent-profile-deleted`: later messages for the agent are treated as for an unknown agent."""
+
+    agent_id: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=0)
+
+
+class ReplyStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+    AGENT_UNAVAILABLE = "agent_unavailable"
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes carried by `error` replies and DLQ records."""
+
+    UNDECODABLE = "undecodable"            # bytes are not UTF-8
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"        # JSON, but not the contract's shape
+    CONTENT_TOO_LONG = "content_too_long"
+    METADATA_TOO_LARGE = "metadata_too_large"
+    UNKNOWN_PROVIDER = "unknown_provider"
+    AGENT_UNKNOWN = "agent_unknown"        # no profile arrived within the wait
+    AGENT_DISABLED = "agent_disabled"
+    BACKLOG_FULL = "backlog_full"          # per-agent deferral backlog overflowed
+    EXCEEDS_TPM = "exceeds_tpm"            # one request's estimate is above the agent's TPM
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_TIMEOUT = "provider_timeout"
+    PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
+
+
+class ErrorInfo(_Output):
+    code: ErrorCode
+    message: str
+
+
+class Usage(_Output):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class MessageReply(_Output):
+    """`ai-message-reply` (key = room id): the answer, or why there is none."""
+
+    reply_id: str
+    message_id: str
+    agent_id: str
+    room_id: str
+    user_id: str | None
+    content: str
+    status: ReplyStatus
+    error: ErrorInfo | None
+    provider: str | None
+    model: str | None
+    profile_version: int | None
+    usage: Usage
+    latency_ms: int
+    created_at: datetime
+    contract_version: Literal[1] = CONTRACT_VERSION
+
+
+class BillingEvent(_Output):
+    """`ai-billing-events` (key = agent id): one per provider call that used tokens."""
+
+    event_id: str
+    message_id: str
+    agent_id: str
+    user_id: str | None
+    room_id: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+    price_version: str
+    created_at: datetime
+    contract_version: Literal[1] = CONTRACT_VERSION
+
+
+class DeadLetter(_Output):
+    """`ai-message-dlq`: enough to see why and to replay the original record to its topic."""
+
+    dlq_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key_b64: str | None
+    value_b64: str | None
+    error_code: ErrorCode
+    reason: str
+    attempts: int
+    message_id: str | None = None
+    agent_id: str | None = None
+    failed_at: datetime
+    contract_version: Literal[1] = CONTRACT_VERSION
+
+
+INPUT_EVENTS: dict[str, type[BaseModel]] = {
+    "ai-message-created": MessageCreated,
+    "agent-profile-created": AgentProfile,
+    "agent-profile-updated": AgentProfile,
+    "agent-profile-deleted": AgentProfileDeleted,
+}
+OUTPUT_EVENTS: dict[str, type[BaseModel]] = {
+    "ai-message-reply": MessageReply,
+    "ai-billing-events": BillingEvent,
+    "ai-message-dlq": DeadLetter,
+}

@@ -1,0 +1,25 @@
+"""Deterministic output ids: a redelivered message yields the same ids, so consumers can drop duplicates."""
+
+from __future__ import annotations
+
+import uuid
+
+_NAMESPACE = uuid.UUID("6f1c1f7e-6d1c-4a8e-9a0e-3b7f1e2a9c11")
+
+
+def reply_id(message_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"reply:{message_id}"))
+
+
+def billing_event_id(message_id: str, call_index: int = 0) -> str:
+    """One id per provider call of a message (the call index counts fallbacks)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:{call_index}"))
+
+
+def dlq_id(topic: str, partition: int, offset: int, code: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"dlq:{topic}:{partition}:{offset}:{code}"))
+
+
+def source_message_id(topic: str, partition: int, offset: int) -> str:
+    """Stands in for a missing `message_id` so that an error reply still gets a stable id."""
+    return f"{topic}/{partition}/{offset}"

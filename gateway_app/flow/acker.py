@@ -1,0 +1,47 @@
+"""Acks events strictly in offset order per partition, however their processing finishes.
+
+Faust commits the highest contiguous acked offset but can jump past an event still in flight when
+later ones are acked first (faust-streaming #606). Holding each partition's acks back until every
+earlier event is done keeps the committed offset behind anything unfinished: at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Hashable, Protocol
+
+
+class Ackable(Protocol):
+    def ack(self) -> bool: ...
+
+
+class InOrderAcker:
+    def __init__(self) -> None:
+        self._queues: dict[Hashable, deque[list]] = {}
+
+    def track(self, partition: Hashable, event: Ackable) -> list:
+        """Register an event as read; returns the handle that `done` takes."""
+        slot = [event, False]
+        self._queues.setdefault(partition, deque()).append(slot)
+        return slot
+
+    def done(self, partition: Hashable, slot: list) -> int:
+        """Mark an event fully handled; acks every leading done event. Returns how many were acked."""
+        slot[1] = True
+        queue = self._queues.get(partition)
+        acked = 0
+        while queue and queue[0][1]:
+            queue.popleft()[0].ack()
+            acked += 1
+        return acked
+
+    def pending(self, partition: Hashable | None = None) -> int:
+        if partition is not None:
+            return len(self._queues.get(partition, ()))
+        return sum(len(q) for q in self._queues.values())
+
+    def forget_all(self) -> int:
+        """Drop everything unacked (a rebalance): those events are redelivered from the committed offset."""
+        dropped = self.pending()
+        self._queues.clear()
+        return dropped

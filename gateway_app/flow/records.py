@@ -1,0 +1,118 @@
+"""Build the output events (reply, billing, dead letter) from what the flow knows. Pure functions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from gateway_app.contract import ids
+from gateway_app.contract.events import (
+    BillingEvent,
+    DeadLetter,
+    ErrorCode,
+    ErrorInfo,
+    MessageCreated,
+    MessageReply,
+    ReplyStatus,
+    Usage,
+)
+from gateway_app.contract.internal import Origin
+from gateway_app.providers.base import ChatResult
+from gateway_app.pricing.prices import PriceTable
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ok_reply(message: MessageCreated, profile: dict[str, Any], result: ChatResult, latency_ms: int) -> MessageReply:
+    return MessageReply(
+        reply_id=ids.reply_id(message.message_id),
+        message_id=message.message_id,
+        agent_id=message.agent_id,
+        room_id=message.room_id,
+        user_id=message.user_id,
+        content=result.text,
+        status=ReplyStatus.OK,
+        error=None,
+        provider=profile["provider"],
+        model=profile["model"],
+        profile_version=profile["version"],
+        usage=Usage(input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens),
+        latency_ms=latency_ms,
+        created_at=now_utc(),
+    )
+
+
+def failed_reply(
+    *,
+    message_id: str,
+    agent_id: str,
+    room_id: str,
+    user_id: str | None,
+    status: ReplyStatus,
+    code: ErrorCode,
+    reason: str,
+    profile: dict[str, Any] | None = None,
+    latency_ms: int = 0,
+) -> MessageReply:
+    return MessageReply(
+        reply_id=ids.reply_id(message_id),
+        message_id=message_id,
+        agent_id=agent_id,
+        room_id=room_id,
+        user_id=user_id,
+        content="",
+        status=status,
+        error=ErrorInfo(code=code, message=reason),
+        provider=profile["provider"] if profile else None,
+        model=profile["model"] if profile else None,
+        profile_version=profile["version"] if profile else None,
+        usage=Usage(),
+        latency_ms=latency_ms,
+        created_at=now_utc(),
+    )
+
+
+def billing(message: MessageCreated, profile: dict[str, Any], result: ChatResult, prices: PriceTable) -> BillingEvent:
+    provider, model = profile["provider"], profile["model"]
+    usage = result.usage
+    return BillingEvent(
+        event_id=ids.billing_event_id(message.message_id),
+        message_id=message.message_id,
+        agent_id=message.agent_id,
+        user_id=message.user_id,
+        room_id=message.room_id,
+        provider=provider,
+        model=model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=str(prices.cost(provider, model, usage.input_tokens, usage.output_tokens)),
+        price_version=prices.version,
+        created_at=now_utc(),
+    )
+
+
+def dead_letter(
+    origin: Origin,
+    code: ErrorCode,
+    reason: str,
+    *,
+    attempts: int = 0,
+    message_id: str | None = None,
+    agent_id: str | None = None,
+) -> DeadLetter:
+    return DeadLetter(
+        dlq_id=ids.dlq_id(origin.topic, origin.partition, origin.offset, code),
+        source_topic=origin.topic,
+        source_partition=origin.partition,
+        source_offset=origin.offset,
+        key_b64=origin.key_b64,
+        value_b64=origin.value_b64,
+        error_code=code,
+        reason=reason,
+        attempts=attempts,
+        message_id=message_id,
+        agent_id=agent_id,
+        failed_at=now_utc(),
+    )

@@ -1,0 +1,45 @@
+"""Price lookup and cost arithmetic in Decimal (never float: billing must recompute to the cent).
+
+The table in force is the newest `prices-<version>.json` in this folder; each billing event names the
+version it used, so a replay can recompute costs with the same or a newer table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+PER_TOKENS = Decimal(1_000_000)
+QUANTUM = Decimal("0.00000001")
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    version: str
+    models: dict[str, dict[str, dict[str, str]]]
+
+    def rates(self, provider: str, model: str) -> tuple[Decimal, Decimal] | None:
+        by_model = self.models.get(provider, {})
+        entry = by_model.get(model) or by_model.get("*")
+        return None if entry is None else (Decimal(entry["input"]), Decimal(entry["output"]))
+
+    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int) -> Decimal:
+        rates = self.rates(provider, model)
+        if rates is None:
+            # Billed at 0 but with tokens recorded: a replay with an updated table recomputes it.
+            log.warning("pricing.unknown_model provider=%s model=%s version=%s", provider, model, self.version)
+            return Decimal(0).quantize(QUANTUM)
+        total = rates[0] * input_tokens + rates[1] * output_tokens
+        return (total / PER_TOKENS).quantize(QUANTUM)
+
+
+@lru_cache(maxsize=1)
+def current_table() -> PriceTable:
+    newest = max(Path(__file__).parent.glob("prices-*.json"))
+    data = json.loads(newest.read_text())
+    return PriceTable(version=data["version"], models=data["models"])

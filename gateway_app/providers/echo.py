@@ -1,0 +1,35 @@
+"""`echo`: the embedded default. Needs no key, answers with the message, costs nothing.
+
+Tokens are counted deterministically (whitespace-separated words) so tests and billing replays agree.
+A profile may set `options.latency_ms` to simulate a slow provider for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway_app.providers.base import ChatRequest, ChatResult, TokenUsage
+
+
+def count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+class EchoProvider:
+    name = "echo"
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        latency_ms = float(request.options.get("latency_ms", 0) or 0)
+        if latency_ms > 0:
+            await asyncio.sleep(latency_ms / 1000)
+        text = request.messages[-1].content
+        words = text.split()
+        finish = "stop"
+        if len(words) > request.max_tokens:  # behave like a real model hitting max_tokens
+            words, text, finish = words[: request.max_tokens], " ".join(words[: request.max_tokens]), "length"
+        prompt = " ".join([request.system_prompt, *(m.content for m in request.messages)])
+        usage = TokenUsage(input_tokens=count_tokens(prompt), output_tokens=len(words))
+        return ChatResult(text=text, finish_reason=finish, usage=usage)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,44 @@
+"""Kafka topics: inputs and outputs carry raw bytes; the gateway does its own (contract) (de)coding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from gateway_app.settings import Settings
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+@dataclass(frozen=True)
+class GatewayTopics:
+    messages: faust.TopicT
+    profile_created: faust.TopicT
+    profile_updated: faust.TopicT
+    profile_deleted: faust.TopicT
+    agent_events: faust.TopicT
+    replies: faust.TopicT
+    billing: faust.TopicT
+    dlq: faust.TopicT
+
+
+def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
+    names = settings.topics
+
+    def owned(name: str) -> faust.TopicT:
+        # Topics the gateway owns are declared with the configured partition count at start-up.
+        return app.topic(
+            name, partitions=settings.topic_partitions, replicas=settings.topic_replication, internal=True, **RAW
+        )
+
+    return GatewayTopics(
+        messages=app.topic(names.messages, **RAW),
+        profile_created=app.topic(names.profile_created, **RAW),
+        profile_updated=app.topic(names.profile_updated, **RAW),
+        profile_deleted=app.topic(names.profile_deleted, **RAW),
+        agent_events=owned(names.agent_events),
+        replies=owned(names.replies),
+        billing=owned(names.billing),
+        dlq=owned(names.dlq),
+    )

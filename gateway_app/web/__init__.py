@@ -1,0 +1,1 @@
+"""Operator web views (faust web): health, readiness, and per-agent profile and usage."""

@@ -1,0 +1,44 @@
+from decimal import Decimal
+
+from gateway_app.cli import normalise_argv
+from gateway_app.contract import ids
+from gateway_app.pricing.prices import PriceTable, current_table
+from gateway_app.providers.base import ChatMessage, ChatRequest
+from gateway_app.providers.echo import EchoProvider
+from gateway_app.providers.registry import ProviderPool, is_known
+
+
+def test_cost_is_exact_decimal_per_million_tokens():
+    table = PriceTable("t", {"p": {"m": {"input": "0.15", "output": "0.60"}, "*": {"input": "1", "output": "1"}}})
+    assert table.cost("p", "m", 1_000_000, 500_000) == Decimal("0.45")
+    assert table.cost("p", "m", 1, 1) == Decimal("0.00000075")
+    assert table.cost("p", "other", 10, 0) == Decimal("0.00001")
+    assert table.cost("unknown", "m", 10, 10) == Decimal(0)
+
+
+def test_current_table_prices_echo_at_zero():
+    table = current_table()
+    assert table.version and table.cost("echo", "anything", 100, 100) == 0
+
+
+async def test_echo_answers_with_the_message_and_counts_words():
+    request = ChatRequest("echo-1", "be brief", (ChatMessage("user", "one two three"),), 0.0, 2)
+    result = await EchoProvider().complete(request)
+    assert result.text == "one two" and result.finish_reason == "length"
+    assert result.usage.input_tokens == 5 and result.usage.output_tokens == 2
+
+
+def test_registry_creates_each_provider_once():
+    pool = ProviderPool()
+    assert pool.get("echo") is pool.get("echo")
+    assert is_known("openai") and not is_known("gpt")
+
+
+def test_ids_are_deterministic():
+    assert ids.reply_id("m1") == ids.reply_id("m1") != ids.reply_id("m2")
+    assert ids.billing_event_id("m1") != ids.reply_id("m1")
+
+
+def test_data_dir_option_moves_before_the_subcommand():
+    assert normalise_argv(["worker", "--data-dir", "d", "-l", "info"]) == ["--datadir", "d", "worker", "-l", "info"]
+    assert normalise_argv(["worker", "--datadir=x"]) == ["--datadir", "x", "worker"]
