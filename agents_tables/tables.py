@@ -26,7 +26,7 @@ def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> Gatew
 
     def table(name: str, help_text: str) -> faust.Table:
         return app.Table(
-            name, default=None, key_type=str, value_type=dict, partitions=partitions, options=options, help=help_text
+            name, default=None, key_type=str, partitions=partitions, options=options, help=help_text
         )
 
     return GatewayTables(

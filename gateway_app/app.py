@@ -13,7 +13,7 @@ from gateway_app.flow.processor import MessageFlow
 from gateway_app.providers.registry import ProviderPool
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
-from gateway_app.topics import GatewayTopics, define_topics
+from gateway_app.topics import GatewayTopics, declare_outputs, define_topics
 from gateway_app.web import views
 
 
@@ -62,6 +62,10 @@ def create_gateway(settings: Settings) -> Gateway:
     intake.register(app, intake.Intake(settings, topics, publisher), topics)
     processor.register(app, flow, topics)
     views.register(app, settings, topics, tables, flow)
+
+    @app.task
+    async def declare_output_topics() -> None:
+        await declare_outputs(topics)
 
     @app.service
     class ProviderClients(mode.Service):

@@ -32,13 +32,21 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
             name, partitions=settings.topic_partitions, replicas=settings.topic_replication, internal=True, **RAW
         )
 
+    # Inputs are declared too (created if missing, never altered): a worker subscribed to a topic that
+    # does not exist yet would not see it until its next metadata refresh, minutes later.
     return GatewayTopics(
-        messages=app.topic(names.messages, **RAW),
-        profile_created=app.topic(names.profile_created, **RAW),
-        profile_updated=app.topic(names.profile_updated, **RAW),
-        profile_deleted=app.topic(names.profile_deleted, **RAW),
+        messages=owned(names.messages),
+        profile_created=owned(names.profile_created),
+        profile_updated=owned(names.profile_updated),
+        profile_deleted=owned(names.profile_deleted),
         agent_events=owned(names.agent_events),
         replies=owned(names.replies),
         billing=owned(names.billing),
         dlq=owned(names.dlq),
     )
+
+
+async def declare_outputs(topics: GatewayTopics) -> None:
+    """Create the output topics at start-up (agents declare their own sources)."""
+    for topic in (topics.replies, topics.billing, topics.dlq):
+        await topic.maybe_declare()

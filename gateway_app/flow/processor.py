@@ -53,7 +53,7 @@ class Rejected(Exception):
         self.status, self.code, self.reason, self.profile = status, code, reason, profile
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     """One message on its way through the flow."""
 

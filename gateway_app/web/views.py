@@ -1,10 +1,9 @@
-"""Web views. Per-agent views are routed to the worker that owns the agent's partition of
-`gateway-agent-events` (topic_route hashes the raw key exactly as the intake's producer did; the
-`table_route` decorator would hash a JSON-encoded key and pick the wrong worker: faust #514)."""
+"""Web views. Any worker answers; per-agent views are forwarded to the worker that owns the agent
+(see web.routing)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import faust
 from faust.web import Request, Response, View
@@ -14,6 +13,7 @@ from agents_tables.tables import GatewayTables
 from gateway_app.flow.processor import MessageFlow
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
+from gateway_app.web.routing import routed
 
 
 def _error(view: View, status: int, code: str, message: str) -> Response:
@@ -43,20 +43,26 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
             state = readiness(app)
             return self.json(state, status=200 if state["ready"] else 503)
 
+    topic = topics.agent_events.get_topic_name()
+
+    def profile_or_404(view: View, agent_id: str, render: Callable[[dict], Any]) -> Response:
+        profile = profile_rows.live(tables.profiles.get(agent_id))
+        if profile is None:
+            return _error(view, 404, "agent_not_found", f"no profile for agent {agent_id!r}")
+        return view.json(render(profile))
+
     @app.page("/agents/{agent_id}")
     class AgentProfileView(View):
-        @app.topic_route(topic=topics.agent_events, match_info="agent_id")
         async def get(self, request: Request, agent_id: str) -> Response:
-            profile = profile_rows.live(tables.profiles.get(agent_id))
-            if profile is None:
-                return _error(self, 404, "agent_not_found", f"no profile for agent {agent_id!r}")
-            return self.json(profile)
+            async def local() -> Response:
+                return profile_or_404(self, agent_id, lambda profile: profile)
+
+            return await routed(self, request, topic, agent_id, local)
 
     @app.page("/agents/{agent_id}/usage")
     class AgentUsageView(View):
-        @app.topic_route(topic=topics.agent_events, match_info="agent_id")
         async def get(self, request: Request, agent_id: str) -> Response:
-            profile = profile_rows.live(tables.profiles.get(agent_id))
-            if profile is None:
-                return _error(self, 404, "agent_not_found", f"no profile for agent {agent_id!r}")
-            return self.json(flow.usage(agent_id, profile))
+            async def local() -> Response:
+                return profile_or_404(self, agent_id, lambda profile: flow.usage(agent_id, profile))
+
+            return await routed(self, request, topic, agent_id, local)

@@ -1,0 +1,1 @@
+"""Developer tooling (local Kafka launcher etc.); not part of the shipped app."""

@@ -1,0 +1,45 @@
+"""Send a per-agent request to the worker that owns the agent's partition of `gateway-agent-events`.
+
+Written here rather than with faust's `topic_route`: that one hashes with the *producer's* metadata,
+which does not know a topic the worker has not produced to yet (500 on a fresh worker), and
+`table_route` hashes a JSON-encoded key (faust #514). We hash the raw agent id with the consumer's
+metadata, exactly as the intake's producer partitioned it (murmur2).
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+import faust
+from faust.web import Request, Response, View
+from yarl import URL
+
+LocalHandler = Callable[[], Awaitable[Response]]
+
+
+def owner_url(app: faust.App, topic: str, key: bytes) -> str | None:
+    partition = app.consumer.key_partition(topic, key)
+    if partition is None:
+        return None
+    for url, topics in app.assignor.external_topic_distribution.items():
+        if partition in topics.get(topic, ()):
+            return url
+    return None
+
+
+def _same_node(app: faust.App, url: str) -> bool:
+    ours, theirs = URL(str(app.conf.canonical_url)), URL(url)
+    return (ours.host, ours.port) == (theirs.host, theirs.port)
+
+
+async def routed(view: View, request: Request, topic: str, key: str, local: LocalHandler) -> Response:
+    app = view.app
+    url = owner_url(app, topic, key.encode())
+    if url is None:
+        return view.json({"error": {"code": "not_ready", "message": "partition owner unknown"}}, status=503)
+    if _same_node(app, url):
+        return await local()
+    target = request.url.with_host(URL(url).host).with_port(URL(url).port)
+    async with app.http_client.get(target) as response:
+        body = await response.read()
+        return view.bytes(body, content_type=response.content_type, status=response.status)
