@@ -4,30 +4,33 @@
 - `gateway demo`: publish a demo echo agent and message, print the reply;
 - `gateway contract`: print the JSON schemas of every event of the wire contract.
 
-Accepts `--data-dir`/`--datadir` anywhere (faust wants it before the sub-command) and defaults the
-web port to GATEWAY_WEB_PORT.
+`--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from gateway_app.settings import get_settings
 
 
-def normalise_argv(argv: list[str]) -> list[str]:
-    """Move `--data-dir X` / `--datadir X` / `--data-dir=X` in front of the sub-command for faust."""
-    head: list[str] = []
+def split_data_dir(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Take `--data-dir X` / `--datadir X` / `--data-dir=X` out of the arguments.
+
+    The data dir is applied through the settings (GATEWAY_DATA_DIR), which the app is built from.
+    """
+    data_dir: str | None = None
     rest: list[str] = []
     it = iter(argv)
     for arg in it:
         name, eq, value = arg.partition("=")
         if name in ("--data-dir", "--datadir"):
-            head += ["--datadir", value if eq else next(it, "")]
+            data_dir = value if eq else next(it, "")
         else:
             rest.append(arg)
-    return head + rest
+    return data_dir, rest
 
 
 def print_contract() -> int:
@@ -39,7 +42,9 @@ def print_contract() -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    data_dir, args = split_data_dir(list(sys.argv[1:] if argv is None else argv))
+    if data_dir:
+        os.environ["GATEWAY_DATA_DIR"] = data_dir
     if args[:1] == ["demo"]:
         from gateway_app.demo import main as demo_main
 
@@ -48,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(print_contract())
     from gateway_app.app import create_gateway
 
-    gateway = create_gateway(get_settings())
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    gateway = create_gateway(settings)
     sys.argv = [sys.argv[0], *args]
     gateway.app.main()
 

@@ -87,7 +87,7 @@ def billing(message: MessageCreated, profile: dict[str, Any], result: ChatResult
         model=model,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        cost_usd=str(prices.cost(provider, model, usage.input_tokens, usage.output_tokens)),
+        cost_usd=f"{prices.cost(provider, model, usage.input_tokens, usage.output_tokens):f}",
         price_version=prices.version,
         created_at=now_utc(),
     )

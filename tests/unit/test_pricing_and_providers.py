@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from gateway_app.cli import normalise_argv
+from gateway_app.cli import split_data_dir
 from gateway_app.contract import ids
 from gateway_app.pricing.prices import PriceTable, current_table
 from gateway_app.providers.base import ChatMessage, ChatRequest
@@ -39,6 +39,7 @@ def test_ids_are_deterministic():
     assert ids.billing_event_id("m1") != ids.reply_id("m1")
 
 
-def test_data_dir_option_moves_before_the_subcommand():
-    assert normalise_argv(["worker", "--data-dir", "d", "-l", "info"]) == ["--datadir", "d", "worker", "-l", "info"]
-    assert normalise_argv(["worker", "--datadir=x"]) == ["--datadir", "x", "worker"]
+def test_data_dir_option_is_taken_out_for_the_settings():
+    assert split_data_dir(["worker", "--data-dir", "d", "-l", "info"]) == ("d", ["worker", "-l", "info"])
+    assert split_data_dir(["worker", "--datadir=x"]) == ("x", ["worker"])
+    assert split_data_dir(["worker"]) == (None, ["worker"])

@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run demo test unit integration kafka-jars clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Start local Kafka (unless GATEWAY_BROKER_URL is reachable) and a worker, publish a demo, show the reply.
+run: $(VENV)/.installed
+	$(PY) -m devtools.run_local
+
+# The same, but exit after the demo reply.
+demo: $(VENV)/.installed
+	$(PY) -m devtools.run_local --exit-after-demo
+
+kafka-jars: $(VENV)/.installed
+	$(PY) -m devtools.kafka_local fetch
+
+# The whole suite: unit tests, then integration tests against a real local broker.
+test: $(VENV)/.installed kafka-jars
+	$(PY) -m pytest -ra
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -ra tests/unit
+
+clean:
+	rm -rf $(VENV) .local .cache

@@ -1,0 +1,59 @@
+"""Integration fixtures: one real Kafka broker per test session (a broker that does not start fails
+the run; nothing here skips), and isolated deployments of gateway workers as subprocesses."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devtools.kafka_local import KafkaBroker
+from tests.integration.harness import Deployment, Worker
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    broker = KafkaBroker()
+    broker.start()
+    yield broker
+    broker.stop()
+    shutil.rmtree(broker.work_dir, ignore_errors=True)
+
+
+class Cluster:
+    """Workers of one deployment; all stopped at teardown."""
+
+    def __init__(self, deployment: Deployment, tmp: Path) -> None:
+        self.deployment = deployment
+        self.tmp = tmp
+        self.workers: list[Worker] = []
+
+    def worker(self, index: int | None = None) -> Worker:
+        worker = Worker(self.deployment, self.tmp, len(self.workers) if index is None else index)
+        self.workers.append(worker)
+        return worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+def make_cluster(kafka: KafkaBroker, tmp: Path, **env: str) -> Cluster:
+    name = f"gw-{uuid.uuid4().hex[:8]}"
+    return Cluster(Deployment(kafka.bootstrap, name, env=env), tmp)
+
+
+@pytest.fixture
+def cluster_factory(kafka, tmp_path):
+    clusters: list[Cluster] = []
+
+    def factory(**env: str) -> Cluster:
+        cluster = make_cluster(kafka, tmp_path, **env)
+        clusters.append(cluster)
+        return cluster
+
+    yield factory
+    for cluster in clusters:
+        cluster.stop()
