@@ -10,16 +10,25 @@ import time
 import pytest
 
 from tests.integration.conftest import make_cluster
+from tests.fakes.openai_server import FakeOpenAI, ServerThread
 from tests.integration.harness import Chat, message, profile
 
 WINDOW = 3.0
 
 
 @pytest.fixture(scope="module")
-def gateway(kafka, tmp_path_factory):
+def fake_openai():
+    server = FakeOpenAI()
+    with ServerThread(server.app) as thread:
+        yield server, thread
+
+
+@pytest.fixture(scope="module")
+def gateway(kafka, tmp_path_factory, fake_openai):
     cluster = make_cluster(kafka, tmp_path_factory.mktemp("flow"), GATEWAY_RATE_WINDOW_SECONDS=str(WINDOW),
                            GATEWAY_PROFILE_WAIT_SECONDS="4", GATEWAY_MAX_CONTENT_CHARS="1000",
-                           GATEWAY_AGENT_BACKLOG_MAX="50")
+                           GATEWAY_AGENT_BACKLOG_MAX="50", OPENAI_API_KEY="sk-test",
+                           OPENAI_BASE_URL=fake_openai[1].url)
     worker = cluster.worker()
     worker.wait_ready()
     yield cluster
@@ -180,3 +189,26 @@ async def test_bad_inputs_go_to_dlq_and_the_partition_keeps_moving(chat):
     errors = [r for r in chat.replies() if r["room_id"] == "room-bad" and r["status"] == "error"]
     assert {r["error"]["code"] for r in errors} == {"invalid_event", "content_too_long"}
     assert len(errors) == 4
+
+
+async def test_openai_agent_answers_through_the_sdk_and_is_billed_from_the_price_table(chat, fake_openai):
+    await chat.profile(profile("a-openai", provider="openai", model="gpt-4o-mini", systemPrompt="be brief"))
+    good, bad = message("a-openai", content="what is kafka"), message("a-openai", content="FAULT:400")
+    await chat.message(good)
+    await chat.message(bad)
+    replies = await chat.wait_replies([good["messageId"], bad["messageId"]])
+    ok = replies[good["messageId"]][0]
+    assert ok["status"] == "ok" and ok["content"] == "fake-openai says: what is kafka"
+    assert ok["usage"] == {"input_tokens": 5, "output_tokens": 5} and ok["provider"] == "openai"
+    failed = replies[bad["messageId"]][0]
+    assert failed["status"] == "error" and failed["error"]["code"] == "provider_error"
+    assert "400" in failed["error"]["message"]
+    await chat.wait_for(lambda: any(b["message_id"] == good["messageId"] for _, b in chat.seen["billing"]),
+                        what="billing event")
+    bill = next(b for _, b in chat.seen["billing"] if b["message_id"] == good["messageId"])
+    assert bill["cost_usd"] == "0.00000375"  # (5 * 0.15 + 5 * 0.60) per million
+    await chat.wait_for(lambda: any(d.get("message_id") == bad["messageId"] for _, d in chat.seen["dlq"]),
+                        what="DLQ record of the failed call")
+    dead = next(d for _, d in chat.seen["dlq"] if d.get("message_id") == bad["messageId"])
+    assert dead["attempts"] == 1 and json.loads(base64.b64decode(dead["value_b64"]))["content"] == "FAULT:400"
+    assert not any(b["message_id"] == bad["messageId"] for _, b in chat.seen["billing"])
