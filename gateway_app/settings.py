@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway_app.resilience.retry import RetryPolicy
+
 
 class TopicNames(BaseSettings):
     """Kafka topic names; each can be overridden, e.g. `GATEWAY_TOPIC_MESSAGES=chat.ai-messages`."""
@@ -53,6 +55,19 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(256, ge=1)
     max_pending_messages: int = Field(10_000, ge=1)
     call_timeout_seconds: float = Field(60.0, gt=0)
+    # Retries of retriable provider failures (429, 408, 5xx, connection errors, timeouts).
+    retry_max_attempts: int = Field(4, ge=1)
+    retry_base_delay_seconds: float = Field(0.25, ge=0)
+    retry_max_delay_seconds: float = Field(8.0, ge=0)
+    retry_after_cap_seconds: float = Field(20.0, ge=0)
+    message_deadline_seconds: float = Field(90.0, gt=0)  # all attempts of one message; below the rebalance timeout
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts, base_delay=self.retry_base_delay_seconds,
+            max_delay=self.retry_max_delay_seconds, retry_after_cap=self.retry_after_cap_seconds,
+            deadline=self.message_deadline_seconds,
+        )
 
     # Input validation.
     max_content_chars: int = Field(32_000, ge=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Hashable
@@ -89,6 +90,8 @@ class MessageFlow:
         self._room = asyncio.Event()  # set whenever a job finishes: the loop may take more messages
         self.recent: dict[Hashable, RecentKeys] = {}
         self.window_ms = int(settings.rate_window_seconds * 1000)
+        self.retry = settings.retry_policy()
+        self.rng = random.Random()
         self.counters = {"answered": 0, "rejected": 0, "redelivered": 0, "profiles_applied": 0, "profiles_stale": 0}
 
     # ---- the agent loop's entry point -------------------------------------------------------
@@ -224,7 +227,36 @@ class MessageFlow:
             self.conversations.release(job.conversation, job.conversation_ticket)
 
     async def _call(self, job: Job, profile: dict[str, Any]) -> tuple[ChatResult, int]:
-        request = ChatRequest(
+        """Call the provider, retrying retriable failures on the policy's schedule."""
+        request = self._request(job, profile)
+        started = time.monotonic()
+        while True:
+            error = await self._attempt(job, profile, request)
+            if isinstance(error, ChatResult):
+                return error, int((time.monotonic() - started) * 1000)
+            elapsed = time.monotonic() - started
+            delay = self.retry.next_delay(job.attempts, elapsed, error.retry_after, self.rng) if error.retriable else None
+            if delay is None:
+                reason = f"{error} (after {job.attempts} attempt{'s' if job.attempts > 1 else ''})"
+                raise Rejected(ReplyStatus.ERROR, error.code, reason, profile)
+            log.info("provider.retry message=%s provider=%s attempt=%d delay_s=%.3f error=%s",
+                     job.message.message_id, profile["provider"], job.attempts, delay, error)
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, job: Job, profile: dict[str, Any], request: ChatRequest) -> ChatResult | ProviderError:
+        job.attempts += 1
+        async with self.in_flight:
+            try:
+                provider = self.providers.get(profile["provider"])
+                return await asyncio.wait_for(provider.complete(request), self.settings.call_timeout_seconds)
+            except asyncio.TimeoutError:
+                reason = f"provider did not answer within {self.settings.call_timeout_seconds}s"
+                return ProviderError(ErrorCode.PROVIDER_TIMEOUT, reason, retriable=True)
+            except ProviderError as exc:
+                return exc
+
+    def _request(self, job: Job, profile: dict[str, Any]) -> ChatRequest:
+        return ChatRequest(
             model=profile["model"],
             system_prompt=profile.get("system_prompt", ""),
             messages=(ChatMessage("user", job.message.content),),
@@ -232,18 +264,6 @@ class MessageFlow:
             max_tokens=int(profile["max_tokens"]),
             options=profile.get("options") or {},
         )
-        async with self.in_flight:
-            started = time.monotonic()
-            job.attempts += 1
-            try:
-                provider = self.providers.get(profile["provider"])
-                result = await asyncio.wait_for(provider.complete(request), self.settings.call_timeout_seconds)
-            except asyncio.TimeoutError:
-                reason = f"provider did not answer within {self.settings.call_timeout_seconds}s"
-                raise Rejected(ReplyStatus.ERROR, ErrorCode.PROVIDER_TIMEOUT, reason, profile) from None
-            except ProviderError as exc:
-                raise Rejected(ReplyStatus.ERROR, exc.code, str(exc), profile) from exc
-        return result, int((time.monotonic() - started) * 1000)
 
     def _reconcile(self, job: Job, result: ChatResult) -> None:
         if job.reserved is None:

@@ -42,11 +42,15 @@ class ChatResult:
 class ProviderError(Exception):
     """A failed call, classified once by the adapter that saw the foreign exception."""
 
-    def __init__(self, code: ErrorCode, message: str, *, retriable: bool, status: int | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, *, retriable: bool, status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retriable = retriable
         self.status = status
+        self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After), if any
 
 
 class ProviderNotConfigured(ProviderError):

@@ -7,10 +7,12 @@ are off: the gateway decides about retries, and a second hidden retry loop would
 from __future__ import annotations
 
 import os
+import time
 
 import openai
 
 from gateway_app.contract.events import ErrorCode
+from gateway_app.resilience.retry import parse_retry_after
 from gateway_app.providers.base import (
     ChatRequest,
     ChatResult,
@@ -50,7 +52,9 @@ def classify(exc: openai.OpenAIError) -> ProviderError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = f"provider answered HTTP {status}: {exc.message}"
-        return ProviderError(ErrorCode.PROVIDER_ERROR, message, retriable=status in RETRIABLE_STATUS, status=status)
+        retry_after = parse_retry_after(exc.response.headers, time.time())
+        return ProviderError(ErrorCode.PROVIDER_ERROR, message, retriable=status in RETRIABLE_STATUS, status=status,
+                             retry_after=retry_after)
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(ErrorCode.PROVIDER_ERROR, f"connection failed: {exc}", retriable=True)
     return ProviderError(ErrorCode.PROVIDER_ERROR, f"provider call failed: {exc}", retriable=False)

@@ -2,7 +2,8 @@
 
 Good enough for the official SDK: JSON bodies of the documented shape, `x-request-id` headers, and the
 documented error envelope. A fault is asked for per request by starting the last user message with
-`FAULT:<status>` (e.g. `FAULT:429`); `FAULT:slow:<ms>` delays the answer.
+`FAULT:<status>` (e.g. `FAULT:429`); `FAULT:slow:<ms>` delays the answer; `FAULT:flaky:<n>:<status>`
+fails the first n requests carrying that exact message, then answers.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def _words(text: str) -> int:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.seen: dict[str, int] = {}
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         self.app = app
@@ -44,8 +46,13 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         last = body["messages"][-1]["content"]
+        self.seen[last] = self.seen.get(last, 0) + 1
         if last.startswith("FAULT:slow:"):
             await asyncio.sleep(int(last.split(":")[2]) / 1000)
+        elif last.startswith("FAULT:flaky:"):
+            _, _, times, status = last.split(":")[:4]
+            if self.seen[last] <= int(times):
+                return _error(int(status), f"injected flaky fault {self.seen[last]}/{times}")
         elif last.startswith("FAULT:"):
             return _error(int(last.split(":")[1]), f"injected fault {last}")
         prompt = " ".join(m["content"] for m in body["messages"])

@@ -28,6 +28,7 @@ def gateway(kafka, tmp_path_factory, fake_openai):
     cluster = make_cluster(kafka, tmp_path_factory.mktemp("flow"), GATEWAY_RATE_WINDOW_SECONDS=str(WINDOW),
                            GATEWAY_PROFILE_WAIT_SECONDS="4", GATEWAY_MAX_CONTENT_CHARS="1000",
                            GATEWAY_AGENT_BACKLOG_MAX="50", OPENAI_API_KEY="sk-test",
+                           GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05", GATEWAY_RETRY_MAX_ATTEMPTS="3",
                            OPENAI_BASE_URL=fake_openai[1].url)
     worker = cluster.worker()
     worker.wait_ready()
@@ -212,3 +213,23 @@ async def test_openai_agent_answers_through_the_sdk_and_is_billed_from_the_price
     dead = next(d for _, d in chat.seen["dlq"] if d.get("message_id") == bad["messageId"])
     assert dead["attempts"] == 1 and json.loads(base64.b64decode(dead["value_b64"]))["content"] == "FAULT:400"
     assert not any(b["message_id"] == bad["messageId"] for _, b in chat.seen["billing"])
+
+
+async def test_retriable_failures_are_retried_and_permanent_ones_dead_lettered(chat, fake_openai):
+    await chat.profile(profile("a-retry", provider="openai", model="gpt-4o-mini"))
+    flaky = message("a-retry", content="FAULT:flaky:2:503 then fine")
+    down = message("a-retry", room_id="room-2", content="FAULT:502")
+    await chat.message(flaky)
+    await chat.message(down)
+    replies = await chat.wait_replies([flaky["messageId"], down["messageId"]])
+    assert replies[flaky["messageId"]][0]["status"] == "ok"
+    assert fake_openai[0].seen[flaky["content"]] == 3  # two 503s, then the answer
+    failed = replies[down["messageId"]][0]
+    assert failed["status"] == "error" and "after 3 attempts" in failed["error"]["message"]
+    assert fake_openai[0].seen[down["content"]] == 3  # GATEWAY_RETRY_MAX_ATTEMPTS
+    await chat.wait_for(lambda: any(d.get("message_id") == down["messageId"] for _, d in chat.seen["dlq"]),
+                        what="DLQ record")
+    dead = next(d for _, d in chat.seen["dlq"] if d.get("message_id") == down["messageId"])
+    assert dead["attempts"] == 3 and dead["error_code"] == "provider_error"
+    await asyncio.sleep(1)
+    assert not any(b["message_id"] == down["messageId"] for _, b in chat.seen["billing"])
