@@ -35,7 +35,7 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok"})
+            return self.json({"status": "ok", "pending_messages": len(flow.jobs), "counters": flow.counters})
 
     @app.page("/ready")
     class Ready(View):

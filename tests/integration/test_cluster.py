@@ -69,7 +69,10 @@ async def test_two_workers_answer_every_message_once_and_both_serve_every_agent(
             status, usage = worker.get(f"/agents/{agent}/usage")
             assert status == 200 and usage["agent_id"] == agent
     assert {w.get("/agents/nobody")[0] for w in cluster.workers} == {404}
-    report("two workers", messages=len(sent), replies=len(chat.replies()), duplicates=0, ready_s=ready)
+    answered = [w.get("/health")[1]["counters"]["answered"] for w in cluster.workers]
+    assert sum(answered) == len(sent) and all(answered), answered  # both workers did a share, none twice
+    report("two workers", messages=len(sent), replies=len(chat.replies()), duplicates=0, ready_s=ready,
+           answered_per_worker=answered)
 
 
 async def test_sigkill_mid_stream_loses_nothing(cluster_factory):
