@@ -83,6 +83,3 @@ class Lanes:
         lane.release(ticket)
         if not len(lane):
             del self._lanes[key]
-
-    def clear(self) -> None:
-        self._lanes.clear()

@@ -136,7 +136,7 @@ class MessageFlow:
         remembered = self.tables.outcomes.get(message.message_id)
         if remembered is not None:
             coro = self._replay_outcome(job, remembered)
-        elif len(self.agent_lanes.get(message.agent_id)) >= self.settings.agent_backlog_max:
+        elif self.backlog(message.agent_id) >= self.settings.agent_backlog_max:
             reason = f"agent backlog is full ({self.settings.agent_backlog_max} messages waiting)"
             coro = self._finish_rejected(job, Rejected(ReplyStatus.RATE_LIMITED, ErrorCode.BACKLOG_FULL, reason, profile))
         else:

@@ -25,23 +25,31 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def ok_reply(message: MessageCreated, profile: dict[str, Any], result: ChatResult, latency_ms: int) -> MessageReply:
+def _reply(message_id: str, agent_id: str, room_id: str, user_id: str | None, *, content: str,
+           status: ReplyStatus, error: ErrorInfo | None, profile: dict[str, Any] | None, usage: Usage,
+           latency_ms: int) -> MessageReply:
     return MessageReply(
-        reply_id=ids.reply_id(message.message_id),
-        message_id=message.message_id,
-        agent_id=message.agent_id,
-        room_id=message.room_id,
-        user_id=message.user_id,
-        content=result.text,
-        status=ReplyStatus.OK,
-        error=None,
-        provider=profile["provider"],
-        model=profile["model"],
-        profile_version=profile["version"],
-        usage=Usage(input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens),
+        reply_id=ids.reply_id(message_id),
+        message_id=message_id,
+        agent_id=agent_id,
+        room_id=room_id,
+        user_id=user_id,
+        content=content,
+        status=status,
+        error=error,
+        provider=profile["provider"] if profile else None,
+        model=profile["model"] if profile else None,
+        profile_version=profile["version"] if profile else None,
+        usage=usage,
         latency_ms=latency_ms,
         created_at=now_utc(),
     )
+
+
+def ok_reply(message: MessageCreated, profile: dict[str, Any], result: ChatResult, latency_ms: int) -> MessageReply:
+    usage = Usage(input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens)
+    return _reply(message.message_id, message.agent_id, message.room_id, message.user_id, content=result.text,
+                  status=ReplyStatus.OK, error=None, profile=profile, usage=usage, latency_ms=latency_ms)
 
 
 def failed_reply(
@@ -56,22 +64,8 @@ def failed_reply(
     profile: dict[str, Any] | None = None,
     latency_ms: int = 0,
 ) -> MessageReply:
-    return MessageReply(
-        reply_id=ids.reply_id(message_id),
-        message_id=message_id,
-        agent_id=agent_id,
-        room_id=room_id,
-        user_id=user_id,
-        content="",
-        status=status,
-        error=ErrorInfo(code=code, message=reason),
-        provider=profile["provider"] if profile else None,
-        model=profile["model"] if profile else None,
-        profile_version=profile["version"] if profile else None,
-        usage=Usage(),
-        latency_ms=latency_ms,
-        created_at=now_utc(),
-    )
+    return _reply(message_id, agent_id, room_id, user_id, content="", status=status,
+                  error=ErrorInfo(code=code, message=reason), profile=profile, usage=Usage(), latency_ms=latency_ms)
 
 
 def billing(message: MessageCreated, profile: dict[str, Any], result: ChatResult, prices: PriceTable) -> BillingEvent:
