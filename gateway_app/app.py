@@ -57,7 +57,7 @@ def create_gateway(settings: Settings) -> Gateway:
     topics = define_topics(app, settings)
     tables = define_tables(app, settings.topic_partitions, settings.rocksdb_block_cache_mb)
     publisher = Publisher(topics)
-    providers = ProviderPool()
+    providers = ProviderPool(timeout=settings.call_timeout_seconds)
     flow = MessageFlow(settings, tables, publisher, providers)
     intake.register(app, intake.Intake(settings, topics, publisher), topics)
     processor.register(app, flow, topics)

@@ -7,7 +7,7 @@ import logging
 
 from pydantic import BaseModel
 
-from gateway_app.contract.events import BillingEvent, DeadLetter, MessageReply
+from gateway_app.contract.events import BillingEvent, DeadLetter, MessageReply, ReplyChunk
 from gateway_app.topics import GatewayTopics
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,10 @@ class Publisher:
 
     async def send_reply_bytes(self, room_id: str, value: bytes) -> None:
         await self.topics.replies.send(key=room_id.encode(), value=value)
+
+    async def reply_chunk(self, chunk: ReplyChunk) -> None:
+        # Keyed like the reply: all chunks of a message, and its reply, stay in one partition, in order.
+        await self.topics.reply_chunks.send(key=chunk.room_id.encode(), value=encode(chunk))
 
     async def billing(self, event: BillingEvent) -> None:
         await self.send_billing_bytes(event.agent_id, encode(event))

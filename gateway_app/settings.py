@@ -10,9 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway_app.resilience.breaker import BreakerPolicy
+from gateway_app.resilience.endpoints import Caps, parse_caps
 from gateway_app.resilience.retry import RetryPolicy
 
 
@@ -26,6 +29,7 @@ class TopicNames(BaseSettings):
     profile_updated: str = "agent-profile-updated"
     profile_deleted: str = "agent-profile-deleted"
     replies: str = "ai-message-reply"
+    reply_chunks: str = "ai-message-reply-chunks"
     billing: str = "ai-billing-events"
     dlq: str = "ai-message-dlq"
     # Internal: every input re-keyed by agent id, so a profile and the messages for it share a partition.
@@ -54,13 +58,44 @@ class Settings(BaseSettings):
     # Provider calls.
     max_in_flight: int = Field(256, ge=1)
     max_pending_messages: int = Field(10_000, ge=1)
-    call_timeout_seconds: float = Field(60.0, gt=0)
+    call_timeout_seconds: float = Field(60.0, gt=0)         # one attempt, whole answer
+    first_token_timeout_seconds: float = Field(20.0, gt=0)  # one streamed attempt, until its first event
     # Retries of retriable provider failures (429, 408, 5xx, connection errors, timeouts).
     retry_max_attempts: int = Field(4, ge=1)
     retry_base_delay_seconds: float = Field(0.25, ge=0)
     retry_max_delay_seconds: float = Field(8.0, ge=0)
     retry_after_cap_seconds: float = Field(20.0, ge=0)
     message_deadline_seconds: float = Field(90.0, gt=0)  # all attempts of one message; below the rebalance timeout
+
+    # Circuit breaker per provider endpoint (provider + model + base URL).
+    breaker_consecutive_failures: int = Field(5, ge=1)
+    breaker_failure_rate: float = Field(0.5, gt=0, le=1)
+    breaker_window: int = Field(20, ge=1)
+    breaker_min_calls: int = Field(10, ge=1)
+    breaker_open_seconds: float = Field(15.0, gt=0)
+    breaker_half_open_probes: int = Field(1, ge=1)
+    # Per provider or provider:model caps per minute, as JSON: {"openai": {"rpm": 500, "tpm": 200000}}.
+    provider_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # How long a 429 without Retry-After pauses its endpoint.
+    rate_limit_pause_seconds: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _deadline_below_rebalance(self) -> "Settings":
+        # A message still being retried when the group rebalances is cancelled and redone from scratch.
+        if self.message_deadline_seconds >= self.rebalance_timeout_seconds:
+            raise ValueError("GATEWAY_MESSAGE_DEADLINE_SECONDS must be below GATEWAY_REBALANCE_TIMEOUT_SECONDS")
+        parse_caps(self.provider_limits)
+        return self
+
+    def breaker_policy(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            consecutive_failures=self.breaker_consecutive_failures, failure_rate=self.breaker_failure_rate,
+            window=self.breaker_window, min_calls=self.breaker_min_calls, open_seconds=self.breaker_open_seconds,
+            half_open_probes=self.breaker_half_open_probes,
+        )
+
+    def provider_caps(self) -> dict[str, Caps]:
+        return parse_caps(self.provider_limits)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

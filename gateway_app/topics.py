@@ -19,6 +19,7 @@ class GatewayTopics:
     profile_deleted: faust.TopicT
     agent_events: faust.TopicT
     replies: faust.TopicT
+    reply_chunks: faust.TopicT
     billing: faust.TopicT
     dlq: faust.TopicT
 
@@ -41,6 +42,7 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
         profile_deleted=owned(names.profile_deleted),
         agent_events=owned(names.agent_events),
         replies=owned(names.replies),
+        reply_chunks=owned(names.reply_chunks),
         billing=owned(names.billing),
         dlq=owned(names.dlq),
     )
@@ -48,5 +50,5 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
 
 async def declare_outputs(topics: GatewayTopics) -> None:
     """Create the output topics at start-up (agents declare their own sources)."""
-    for topic in (topics.replies, topics.billing, topics.dlq):
+    for topic in (topics.replies, topics.reply_chunks, topics.billing, topics.dlq):
         await topic.maybe_declare()

@@ -104,9 +104,12 @@ def decode_profile(
     raw: bytes | None, known_provider: Callable[[str], bool]
 ) -> AgentProfile | Rejection:
     result = decode(AgentProfile, raw)
-    if isinstance(result, Rejection) or known_provider(result.provider):
+    if isinstance(result, Rejection):
         return result
-    return Rejection(ErrorCode.UNKNOWN_PROVIDER, f"provider {result.provider!r} is not supported", result.model_dump())
+    for name in [result.provider, *(target.provider for target in result.fallbacks)]:
+        if not known_provider(name):
+            return Rejection(ErrorCode.UNKNOWN_PROVIDER, f"provider {name!r} is not supported", result.model_dump())
+    return result
 
 
 def decode_profile_deleted(raw: bytes | None) -> AgentProfileDeleted | Rejection:

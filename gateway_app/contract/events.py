@@ -53,6 +53,17 @@ class RateLimits(_Input):
     tpm: int | None = Field(default=None, ge=1)
 
 
+class FallbackTarget(_Input):
+    """A provider + model tried when the ones before it failed after their retries or are circuit-open."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+MAX_FALLBACKS = 4
+
+
 class AgentProfile(_Input):
     """`agent-profile-created` / `agent-profile-updated`: the full profile of one agent."""
 
@@ -66,8 +77,11 @@ class AgentProfile(_Input):
     max_tokens: int = Field(default=512, ge=1, le=1_000_000)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     enabled: bool = True
-    # Provider-specific knobs, e.g. {"latency_ms": 200} for the echo provider.
+    # Provider-specific knobs, e.g. {"latency_ms": 200} for echo, {"base_url": ...} for local.
     options: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[FallbackTarget] = Field(default_factory=list, max_length=MAX_FALLBACKS)
+    # Stream the answer: chunk events on `ai-message-reply-chunks`, then the usual final reply.
+    stream: bool = False
 
 
 class AgentProfileDeleted(_Input):
@@ -97,9 +111,16 @@ class ErrorCode(StrEnum):
     AGENT_DISABLED = "agent_disabled"
     BACKLOG_FULL = "backlog_full"          # per-agent deferral backlog overflowed
     EXCEEDS_TPM = "exceeds_tpm"            # one request's estimate is above the agent's TPM
-    PROVIDER_ERROR = "provider_error"
-    PROVIDER_TIMEOUT = "provider_timeout"
-    PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    PROVIDER_ERROR = "provider_error"                      # any other provider failure
+    PROVIDER_TIMEOUT = "provider_timeout"                  # attempt or first-token timeout
+    PROVIDER_NOT_CONFIGURED = "provider_not_configured"    # key/endpoint missing or base URL not allowed
+    PROVIDER_RATE_LIMITED = "provider_rate_limited"        # 429 after all retries
+    PROVIDER_UNAVAILABLE = "provider_unavailable"          # 5xx, 408, connection refused/reset
+    PROVIDER_REJECTED = "provider_rejected"                # 400/404/422: the request itself is refused
+    PROVIDER_AUTH_FAILED = "provider_auth_failed"          # 401/403
+    PROVIDER_BAD_RESPONSE = "provider_bad_response"        # 2xx that is not a valid answer
+    PROVIDER_STREAM_INTERRUPTED = "provider_stream_interrupted"  # stream ended before its terminal event
+    CIRCUIT_OPEN = "circuit_open"                          # every target's breaker was open
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
 
 
@@ -109,8 +130,10 @@ class ErrorInfo(_Output):
 
 
 class Usage(_Output):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int = 0           # all prompt tokens, cached ones included
+    output_tokens: int = 0          # all completion tokens, reasoning ones included
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class MessageReply(_Output):
@@ -124,11 +147,36 @@ class MessageReply(_Output):
     content: str
     status: ReplyStatus
     error: ErrorInfo | None
-    provider: str | None
+    provider: str | None            # the provider that answered (a fallback's, if one did)
     model: str | None
     profile_version: int | None
     usage: Usage
     latency_ms: int
+    created_at: datetime
+    fallback_index: int | None = None   # 0 = the profile's own provider, n = its n-th fallback
+    attempts: int = 0                   # provider calls made for this message
+    finish_reason: str | None = None    # stop | length | tool_calls | content_filter | ...
+    provider_request_id: str | None = None
+    contract_version: Literal[1] = CONTRACT_VERSION
+
+
+class ReplyChunk(_Output):
+    """`ai-message-reply-chunks` (key = room id): a streamed answer, piece by piece, before its reply.
+
+    `seq` counts from 0 within one `attempt`. If an attempt's stream breaks off, the next attempt (a retry
+    or a fallback) streams again from seq 0 under a higher `attempt`: drop what an earlier attempt sent.
+    The chunk with `final: true` ends an attempt that succeeded; the `ai-message-reply` event follows.
+    """
+
+    chunk_id: str
+    message_id: str
+    reply_id: str
+    agent_id: str
+    room_id: str
+    attempt: int
+    seq: int
+    delta: str
+    final: bool
     created_at: datetime
     contract_version: Literal[1] = CONTRACT_VERSION
 
@@ -148,6 +196,10 @@ class BillingEvent(_Output):
     cost_usd: str
     price_version: str
     created_at: datetime
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    fallback_index: int = 0
+    provider_request_id: str | None = None
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -166,6 +218,9 @@ class DeadLetter(_Output):
     message_id: str | None = None
     agent_id: str | None = None
     failed_at: datetime
+    # One entry per provider call or skipped target: provider, model, fallback_index, attempt, outcome,
+    # status, elapsed_ms, detail.
+    attempt_history: list[dict[str, Any]] = Field(default_factory=list)
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -177,6 +232,7 @@ INPUT_EVENTS: dict[str, type[BaseModel]] = {
 }
 OUTPUT_EVENTS: dict[str, type[BaseModel]] = {
     "ai-message-reply": MessageReply,
+    "ai-message-reply-chunks": ReplyChunk,
     "ai-billing-events": BillingEvent,
     "ai-message-dlq": DeadLetter,
 }

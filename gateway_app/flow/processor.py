@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Hashable
@@ -35,11 +34,13 @@ from gateway_app.contract.events import (
 from gateway_app.contract.internal import AgentEvent
 from gateway_app.flow import records
 from gateway_app.flow.acker import InOrderAcker
+from gateway_app.flow.calls import Answer, Caller, CallFailed, ChunkSink, Target, targets_of
 from gateway_app.flow.lanes import Lanes, Ticket
 from gateway_app.pricing.prices import current_table
-from gateway_app.providers.base import ChatMessage, ChatRequest, ChatResult, ProviderError
+from gateway_app.providers.base import ChatMessage, ChatRequest, ChatResult
 from gateway_app.providers.registry import ProviderPool
 from gateway_app.publisher import Publisher
+from gateway_app.resilience.endpoints import Endpoints
 from gateway_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Job:
     conversation_ticket: Ticket | None = None
     reserved: tuple[int, int] | None = None  # (window start ms, tokens reserved)
     attempts: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task | None = field(default=None, repr=False)
 
     @property
@@ -85,13 +87,12 @@ class MessageFlow:
         self.acker = InOrderAcker()
         self.agent_lanes = Lanes()
         self.conversations = Lanes()
-        self.in_flight = asyncio.Semaphore(settings.max_in_flight)
+        self.endpoints = Endpoints(settings.breaker_policy(), settings.provider_caps())
+        self.caller = Caller(settings, providers, self.endpoints, asyncio.Semaphore(settings.max_in_flight))
         self.jobs: set[Job] = set()
         self._room = asyncio.Event()  # set whenever a job finishes: the loop may take more messages
         self.recent: dict[Hashable, RecentKeys] = {}
         self.window_ms = int(settings.rate_window_seconds * 1000)
-        self.retry = settings.retry_policy()
-        self.rng = random.Random()
         self.counters = {"answered": 0, "rejected": 0, "redelivered": 0, "profiles_applied": 0, "profiles_stale": 0}
 
     # ---- the agent loop's entry point -------------------------------------------------------
@@ -220,49 +221,35 @@ class MessageFlow:
     async def _answer(self, job: Job, profile: dict[str, Any]) -> None:
         try:
             await self.conversations.get(job.conversation).wait(job.conversation_ticket)
-            result, latency_ms = await self._call(job, profile)
-            self._reconcile(job, result)
-            await self._publish_ok(job, profile, result, latency_ms)
+            on_chunk = self._chunk_sink(job) if profile.get("stream") else None
+            try:
+                answer = await self.caller.call(job.message.message_id, targets_of(profile),
+                                                lambda target: self._request(job, profile, target),
+                                                self._estimate(job, profile), on_chunk)
+            except CallFailed as failed:
+                job.attempts, job.history = failed.attempts, failed.history
+                raise Rejected(ReplyStatus.ERROR, failed.code, failed.reason, profile) from None
+            job.attempts = answer.attempts
+            self._reconcile(job, answer.result)
+            await self._publish_ok(job, profile, answer)
         finally:
             self.conversations.release(job.conversation, job.conversation_ticket)
 
-    async def _call(self, job: Job, profile: dict[str, Any]) -> tuple[ChatResult, int]:
-        """Call the provider, retrying retriable failures on the policy's schedule."""
-        request = self._request(job, profile)
-        started = time.monotonic()
-        while True:
-            error = await self._attempt(job, profile, request)
-            if isinstance(error, ChatResult):
-                return error, int((time.monotonic() - started) * 1000)
-            elapsed = time.monotonic() - started
-            delay = self.retry.next_delay(job.attempts, elapsed, error.retry_after, self.rng) if error.retriable else None
-            if delay is None:
-                reason = f"{error} (after {job.attempts} attempt{'s' if job.attempts > 1 else ''})"
-                raise Rejected(ReplyStatus.ERROR, error.code, reason, profile)
-            log.info("provider.retry message=%s provider=%s attempt=%d delay_s=%.3f error=%s",
-                     job.message.message_id, profile["provider"], job.attempts, delay, error)
-            await asyncio.sleep(delay)
+    def _chunk_sink(self, job: Job) -> ChunkSink:
+        async def publish(attempt: int, seq: int, delta: str, final: bool) -> None:
+            chunk = records.reply_chunk(job.message, attempt, seq, delta, final)
+            await self.publisher.reply_chunk(chunk)
 
-    async def _attempt(self, job: Job, profile: dict[str, Any], request: ChatRequest) -> ChatResult | ProviderError:
-        job.attempts += 1
-        async with self.in_flight:
-            try:
-                provider = self.providers.get(profile["provider"])
-                return await asyncio.wait_for(provider.complete(request), self.settings.call_timeout_seconds)
-            except asyncio.TimeoutError:
-                reason = f"provider did not answer within {self.settings.call_timeout_seconds}s"
-                return ProviderError(ErrorCode.PROVIDER_TIMEOUT, reason, retriable=True)
-            except ProviderError as exc:
-                return exc
+        return publish
 
-    def _request(self, job: Job, profile: dict[str, Any]) -> ChatRequest:
+    def _request(self, job: Job, profile: dict[str, Any], target: Target) -> ChatRequest:
         return ChatRequest(
-            model=profile["model"],
+            model=target.model,
             system_prompt=profile.get("system_prompt", ""),
             messages=(ChatMessage("user", job.message.content),),
             temperature=float(profile.get("temperature", 0.7)),
             max_tokens=int(profile["max_tokens"]),
-            options=profile.get("options") or {},
+            options=target.options,
         )
 
     def _reconcile(self, job: Job, result: ChatResult) -> None:
@@ -276,11 +263,11 @@ class MessageFlow:
 
     # ---- outputs ----------------------------------------------------------------------------
 
-    async def _publish_ok(self, job: Job, profile: dict[str, Any], result: ChatResult, latency_ms: int) -> None:
-        reply = records.ok_reply(job.message, profile, result, latency_ms)
+    async def _publish_ok(self, job: Job, profile: dict[str, Any], answer: Answer) -> None:
+        reply = records.ok_reply(job.message, profile, answer)
         bill = None
-        if result.usage.input_tokens or result.usage.output_tokens:
-            bill = records.billing(job.message, profile, result, self.prices)
+        if answer.result.usage.input_tokens or answer.result.usage.output_tokens:
+            bill = records.billing(job.message, answer, self.prices)
         outcome = {"reply": reply.model_dump_json(), "billing": bill.model_dump_json() if bill else None}
         # Remember first: a redelivery then re-sends these bytes instead of calling the provider again.
         self._remember(job, outcome)
@@ -314,7 +301,7 @@ class MessageFlow:
             profile=rejected.profile, latency_ms=latency_ms,
         )
         dead = records.dead_letter(job.record.origin, rejected.code, rejected.reason, attempts=job.attempts,
-                                   message_id=message.message_id, agent_id=message.agent_id)
+                                   message_id=message.message_id, agent_id=message.agent_id, history=job.history)
         await self.publisher.dead_letter(dead)
         await self.publisher.reply(reply)
         self.counters["rejected"] += 1

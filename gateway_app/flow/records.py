@@ -8,6 +8,7 @@ from typing import Any
 from gateway_app.contract import ids
 from gateway_app.contract.events import (
     BillingEvent,
+    ReplyChunk,
     DeadLetter,
     ErrorCode,
     ErrorInfo,
@@ -17,8 +18,9 @@ from gateway_app.contract.events import (
     Usage,
 )
 from gateway_app.contract.internal import Origin
-from gateway_app.providers.base import ChatResult
+from gateway_app.flow.calls import Answer
 from gateway_app.pricing.prices import PriceTable
+from gateway_app.providers.base import TokenUsage
 
 
 def now_utc() -> datetime:
@@ -27,7 +29,7 @@ def now_utc() -> datetime:
 
 def _reply(message_id: str, agent_id: str, room_id: str, user_id: str | None, *, content: str,
            status: ReplyStatus, error: ErrorInfo | None, profile: dict[str, Any] | None, usage: Usage,
-           latency_ms: int) -> MessageReply:
+           latency_ms: int, **answered: Any) -> MessageReply:
     return MessageReply(
         reply_id=ids.reply_id(message_id),
         message_id=message_id,
@@ -37,19 +39,36 @@ def _reply(message_id: str, agent_id: str, room_id: str, user_id: str | None, *,
         content=content,
         status=status,
         error=error,
-        provider=profile["provider"] if profile else None,
-        model=profile["model"] if profile else None,
+        provider=answered.pop("provider", profile["provider"] if profile else None),
+        model=answered.pop("model", profile["model"] if profile else None),
         profile_version=profile["version"] if profile else None,
         usage=usage,
         latency_ms=latency_ms,
         created_at=now_utc(),
+        **answered,
     )
 
 
-def ok_reply(message: MessageCreated, profile: dict[str, Any], result: ChatResult, latency_ms: int) -> MessageReply:
-    usage = Usage(input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens)
+def usage_of(tokens: TokenUsage) -> Usage:
+    return Usage(input_tokens=tokens.input_tokens, output_tokens=tokens.output_tokens,
+                 cached_input_tokens=tokens.cached_input_tokens, reasoning_tokens=tokens.reasoning_tokens)
+
+
+def ok_reply(message: MessageCreated, profile: dict[str, Any], answer: Answer) -> MessageReply:
+    result, target = answer.result, answer.target
     return _reply(message.message_id, message.agent_id, message.room_id, message.user_id, content=result.text,
-                  status=ReplyStatus.OK, error=None, profile=profile, usage=usage, latency_ms=latency_ms)
+                  status=ReplyStatus.OK, error=None, profile=profile, usage=usage_of(result.usage),
+                  latency_ms=answer.latency_ms, provider=target.provider, model=target.model,
+                  fallback_index=target.fallback_index, attempts=answer.attempts,
+                  finish_reason=result.finish_reason, provider_request_id=result.request_id)
+
+
+def reply_chunk(message: MessageCreated, attempt: int, seq: int, delta: str, final: bool) -> ReplyChunk:
+    return ReplyChunk(
+        chunk_id=ids.chunk_id(message.message_id, attempt, seq), message_id=message.message_id,
+        reply_id=ids.reply_id(message.message_id), agent_id=message.agent_id, room_id=message.room_id,
+        attempt=attempt, seq=seq, delta=delta, final=final, created_at=now_utc(),
+    )
 
 
 def failed_reply(
@@ -68,11 +87,11 @@ def failed_reply(
                   error=ErrorInfo(code=code, message=reason), profile=profile, usage=Usage(), latency_ms=latency_ms)
 
 
-def billing(message: MessageCreated, profile: dict[str, Any], result: ChatResult, prices: PriceTable) -> BillingEvent:
-    provider, model = profile["provider"], profile["model"]
-    usage = result.usage
+def billing(message: MessageCreated, answer: Answer, prices: PriceTable) -> BillingEvent:
+    """Billed to the provider and model that answered (a fallback's, if one did)."""
+    provider, model, usage = answer.target.provider, answer.target.model, answer.result.usage
     return BillingEvent(
-        event_id=ids.billing_event_id(message.message_id),
+        event_id=ids.billing_event_id(message.message_id, answer.target.fallback_index),
         message_id=message.message_id,
         agent_id=message.agent_id,
         user_id=message.user_id,
@@ -84,6 +103,10 @@ def billing(message: MessageCreated, profile: dict[str, Any], result: ChatResult
         cost_usd=f"{prices.cost(provider, model, usage.input_tokens, usage.output_tokens):f}",
         price_version=prices.version,
         created_at=now_utc(),
+        cached_input_tokens=usage.cached_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        fallback_index=answer.target.fallback_index,
+        provider_request_id=answer.result.request_id,
     )
 
 
@@ -95,6 +118,7 @@ def dead_letter(
     attempts: int = 0,
     message_id: str | None = None,
     agent_id: str | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> DeadLetter:
     return DeadLetter(
         dlq_id=ids.dlq_id(origin.topic, origin.partition, origin.offset, code),
@@ -109,4 +133,5 @@ def dead_letter(
         message_id=message_id,
         agent_id=agent_id,
         failed_at=now_utc(),
+        attempt_history=history or [],
     )

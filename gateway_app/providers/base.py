@@ -1,9 +1,14 @@
-"""The provider interface: one normalized request in, one normalized result out, typed errors."""
+"""The provider interface: one normalized request in, one normalized result (or stream) out, typed errors.
+
+A provider module turns the normalized request into its SDK's call, turns the SDK's answer into a
+`ChatResult`, and turns every SDK exception into a `ProviderError` (see `errors`). Nothing outside the
+module knows which SDK it uses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
 
 from gateway_app.contract.events import ErrorCode
 
@@ -22,13 +27,17 @@ class ChatRequest:
     temperature: float
     max_tokens: int
     stop: tuple[str, ...] = ()
+    # Tool definitions in the OpenAI function-tool shape ({"type": "function", "function": {...}}).
+    tools: tuple[dict[str, Any], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class TokenUsage:
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int               # all prompt tokens, cached ones included
+    output_tokens: int              # all completion tokens, reasoning ones included
+    cached_input_tokens: int = 0    # of input_tokens, served from the provider's prompt cache
+    reasoning_tokens: int = 0       # of output_tokens, spent on hidden reasoning
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,17 @@ class ChatResult:
     finish_reason: str
     usage: TokenUsage
     request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of a streamed answer, in order."""
+
+    text: str
+
+
+# A stream yields text deltas and ends with exactly one ChatResult (the provider's terminal event).
+StreamEvent = TextDelta | ChatResult
 
 
 class ProviderError(Exception):
@@ -52,6 +72,12 @@ class ProviderError(Exception):
         self.status = status
         self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After), if any
 
+    @property
+    def endpoint_failure(self) -> bool:
+        """Does this failure say the endpoint is unhealthy (counts for its circuit breaker)?"""
+        return self.code in (ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.PROVIDER_TIMEOUT,
+                             ErrorCode.PROVIDER_BAD_RESPONSE, ErrorCode.PROVIDER_STREAM_INTERRUPTED)
+
 
 class ProviderNotConfigured(ProviderError):
     def __init__(self, message: str) -> None:
@@ -63,6 +89,36 @@ class Provider(Protocol):
 
     name: str
 
+    def endpoint(self, request: ChatRequest) -> str:
+        """Where this request goes (base URL); raises ProviderNotConfigured when it cannot go anywhere."""
+
     async def complete(self, request: ChatRequest) -> ChatResult: ...
 
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+
     async def aclose(self) -> None: ...
+
+
+C = TypeVar("C")
+
+
+class ClientCache(Generic[C]):
+    """SDK clients, one per (endpoint, key), created on first use and reused (pooled connections)."""
+
+    def __init__(self, close: Callable[[C], Awaitable[None]]) -> None:
+        self._clients: dict[Hashable, C] = {}
+        self._close = close
+
+    def get(self, key: Hashable, create: Callable[[], C]) -> C:
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = create()
+        return client
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await self._close(client)

@@ -1,14 +1,16 @@
 """`echo`: the embedded default. Needs no key, answers with the message, costs nothing.
 
 Tokens are counted deterministically (whitespace-separated words) so tests and billing replays agree.
-A profile may set `options.latency_ms` to simulate a slow provider for tests and benchmarks.
+A profile may set `options.latency_ms` to simulate a slow provider for tests and benchmarks; streamed,
+the answer comes word by word.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import AsyncIterator
 
-from gateway_app.providers.base import ChatRequest, ChatResult, TokenUsage
+from gateway_app.providers.base import ChatRequest, ChatResult, StreamEvent, TextDelta, TokenUsage
 
 
 def count_tokens(text: str) -> int:
@@ -17,6 +19,12 @@ def count_tokens(text: str) -> int:
 
 class EchoProvider:
     name = "echo"
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+
+    def endpoint(self, request: ChatRequest) -> str:
+        return "embedded"
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         latency_ms = float(request.options.get("latency_ms", 0) or 0)
@@ -30,6 +38,12 @@ class EchoProvider:
         prompt = " ".join([request.system_prompt, *(m.content for m in request.messages)])
         usage = TokenUsage(input_tokens=count_tokens(prompt), output_tokens=len(words))
         return ChatResult(text=text, finish_reason=finish, usage=usage)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        result = await self.complete(request)
+        for index, word in enumerate(result.text.split(" ")):
+            yield TextDelta(word if index == 0 else f" {word}")
+        yield result
 
     async def aclose(self) -> None:
         return None

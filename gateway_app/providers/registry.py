@@ -1,4 +1,7 @@
-"""Provider registry: name -> "module:Class", imported lazily; one instance (and client) per name."""
+"""Provider registry: name -> "module:Class", imported lazily; one instance (and its clients) per name.
+
+Adding a provider is one module implementing `base.Provider` plus one line here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ from gateway_app.providers.base import Provider
 PROVIDERS: dict[str, str] = {
     "echo": "gateway_app.providers.echo:EchoProvider",
     "openai": "gateway_app.providers.openai:OpenAIProvider",
+    "azure": "gateway_app.providers.azure:AzureOpenAIProvider",
+    "local": "gateway_app.providers.local:LocalProvider",
+    "anthropic": "gateway_app.providers.anthropic:AnthropicProvider",
+    "cohere": "gateway_app.providers.cohere:CohereProvider",
 }
 
 
@@ -16,20 +23,21 @@ def is_known(name: str) -> bool:
     return name in PROVIDERS
 
 
-def _load(name: str) -> Provider:
+def _load(name: str, timeout: float) -> Provider:
     module_name, _, class_name = PROVIDERS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
 
 
 class ProviderPool:
     """Creates each provider once, on first use, so its pooled connections are reused; closes them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout  # the SDK clients' own timeout; the gateway's per-attempt timeout is the real bound
         self._providers: dict[str, Provider] = {}
 
     def get(self, name: str) -> Provider:
         if name not in self._providers:
-            self._providers[name] = _load(name)
+            self._providers[name] = _load(name, self.timeout)
         return self._providers[name]
 
     async def aclose(self) -> None:

@@ -49,6 +49,11 @@ class CircuitBreaker:
             return True
         return False
 
+    def release(self) -> None:
+        """A call that let through says nothing about health (a 4xx, a cancellation): free its probe."""
+        if self.state is State.HALF_OPEN and self.probes > 0:
+            self.probes -= 1
+
     def record(self, ok: bool, now: float) -> None:
         if self.state is State.HALF_OPEN:
             self._close() if ok else self._open(now)

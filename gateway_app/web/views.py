@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import faust
@@ -42,6 +43,13 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
         async def get(self, request: Request) -> Response:
             state = readiness(app)
             return self.json(state, status=200 if state["ready"] else 503)
+
+    @app.page("/providers")
+    class ProvidersView(View):
+        """This worker's provider endpoints: circuit breaker, 429 pause, caps. Each worker has its own."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"endpoints": flow.endpoints.snapshot(time.monotonic())})
 
     topic = topics.agent_events.get_topic_name()
 

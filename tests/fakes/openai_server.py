@@ -1,107 +1,115 @@
-"""A local server speaking OpenAI's Chat Completions HTTP API (`POST /v1/chat/completions`).
+"""A local server speaking OpenAI's Chat Completions HTTP API (`POST /v1/chat/completions`), also what
+the `local` provider talks to (vLLM, Ollama, llama.cpp servers speak the same protocol).
 
-Good enough for the official SDK: JSON bodies of the documented shape, `x-request-id` headers, and the
-documented error envelope. A fault is asked for per request by starting the last user message with
-`FAULT:<status>` (e.g. `FAULT:429`); `FAULT:slow:<ms>` delays the answer; `FAULT:flaky:<n>:<status>`
-fails the first n requests carrying that exact message, then answers.
+JSON bodies and SSE chunks of the documented shapes, the usage-only last chunk when
+`stream_options.include_usage` is set, `data: [DONE]`, `x-request-id` headers, and the documented error
+envelope. Faults: see `tests.fakes.base`. Token counts are words; the system prompt's words are reported
+as cached prompt tokens, so usage mapping is visible in tests.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_api_key", 404: "not_found_error",
-               429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
+from tests.fakes.base import Fault, FakeServer, ServerThread, sse_event, word_pieces, words
+
+__all__ = ["FakeOpenAI", "ServerThread"]
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+               429: "requests", 500: "server_error", 502: "server_error", 503: "server_error"}
 
 
-def _error(status: int, message: str) -> web.Response:
-    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "api_error"), "param": None,
-                      "code": None}}
-    headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
-    if status == 429:
-        headers["retry-after"] = "1"
-    return web.json_response(body, status=status, headers=headers)
+class FakeOpenAI(FakeServer):
+    answer_prefix = "fake-openai says:"
 
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-class FakeOpenAI:
     def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.seen: dict[str, int] = {}
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.chat_completions)
-        self.app = app
+        super().__init__()
+        self.app.router.add_post("/v1/chat/completions", self.chat_completions)
 
-    async def chat_completions(self, request: web.Request) -> web.Response:
-        if not request.headers.get("Authorization", "").startswith("Bearer "):
-            return _error(401, "missing API key")
+    # ---- protocol pieces (Azure overrides some) ---------------------------------------------
+
+    def authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization", "").startswith("Bearer ")
+
+    def headers(self) -> dict[str, str]:
+        return {"x-request-id": f"req_{uuid.uuid4().hex}"}
+
+    def error(self, status: int, retry_after: bool = True, message: str | None = None) -> web.Response:
+        body = {"error": {"message": message or f"injected fault {status}",
+                          "type": ERROR_TYPES.get(status, "api_error"), "param": None,
+                          "code": "rate_limit_exceeded" if status == 429 else None}}
+        headers = self.headers()
+        if status == 429 and retry_after:
+            headers["retry-after"] = "1"
+        return web.json_response(body, status=status, headers=headers)
+
+    def extra_body(self) -> dict[str, Any]:
+        return {}
+
+    def extra_choice(self) -> dict[str, Any]:
+        return {}
+
+    # ---- the endpoint -----------------------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        if not self.authorized(request):
+            return self.error(401, message="Incorrect API key provided")
         body = await request.json()
-        self.requests.append(body)
+        return await self.answer(request, body)
+
+    async def answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         last = body["messages"][-1]["content"]
-        self.seen[last] = self.seen.get(last, 0) + 1
-        if last.startswith("FAULT:slow:"):
-            await asyncio.sleep(int(last.split(":")[2]) / 1000)
-        elif last.startswith("FAULT:flaky:"):
-            _, _, times, status = last.split(":")[:4]
-            if self.seen[last] <= int(times):
-                return _error(int(status), f"injected flaky fault {self.seen[last]}/{times}")
-        elif last.startswith("FAULT:"):
-            return _error(int(last.split(":")[1]), f"injected fault {last}")
-        prompt = " ".join(m["content"] for m in body["messages"])
-        answer = f"fake-openai says: {last}"
+        fault = self.fault_for(body, last)
+        early = await self.transport_fault(request, fault, self.error)
+        if early is not None:
+            return early
+        if fault is not None and fault.kind == "error200":
+            return web.json_response({"error": {"message": "The server had an error while processing your "
+                                                "request.", "type": "server_error", "param": None, "code": None}},
+                                     headers=self.headers())
+        text = f"{self.answer_prefix} {last}"
+        usage = self.usage(body, text)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self.sse(request, fault, self.chunks(completion_id, body["model"], text, usage,
+                                                              include_usage), self.headers())
         completion = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": _words(prompt), "completion_tokens": _words(answer),
-                      "total_tokens": _words(prompt) + _words(answer)},
-            "system_fingerprint": "fp_fake",
+            "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop", **self.extra_choice()}],
+            "usage": usage, "system_fingerprint": "fp_fake", **self.extra_body(),
         }
-        return web.json_response(completion, headers={"x-request-id": f"req_{uuid.uuid4().hex}"})
+        return await self.json_answer(request, fault, completion, self.headers())
+
+    def usage(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        prompt = " ".join(m["content"] for m in body["messages"])
+        system = " ".join(m["content"] for m in body["messages"] if m["role"] == "system")
+        return {"prompt_tokens": words(prompt), "completion_tokens": words(text),
+                "total_tokens": words(prompt) + words(text),
+                "prompt_tokens_details": {"cached_tokens": words(system), "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+
+    def chunks(self, completion_id: str, model: str, text: str, usage: dict[str, Any],
+               include_usage: bool) -> list[bytes]:
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            return sse_event({"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                              "model": model, "system_fingerprint": "fp_fake",
+                              "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish,
+                                           **self.extra_choice()}],
+                              **({"usage": None} if include_usage else {})})
+
+        events = [chunk({"role": "assistant", "content": ""}, None)]
+        events += [chunk({"content": piece}, None) for piece in word_pieces(text)]
+        events.append(chunk({}, "stop"))
+        if include_usage:
+            events.append(sse_event({"id": completion_id, "object": "chat.completion.chunk",
+                                     "created": int(time.time()), "model": model, "choices": [], "usage": usage}))
+        events.append(sse_event("[DONE]"))
+        return events
 
 
-class ServerThread:
-    """Runs an aiohttp app on 127.0.0.1 in a thread with its own loop (usable from sync fixtures)."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(self.app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def __enter__(self) -> "ServerThread":
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"

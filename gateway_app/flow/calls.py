@@ -1,0 +1,202 @@
+"""One message's provider calls: targets in order (the profile's provider, then its fallbacks), each
+behind its endpoint's pause, caps and circuit breaker, retried on the policy's schedule, each attempt
+bounded by a timeout (and, streamed, by a time-to-first-token timeout), all within the message deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from gateway_app.contract.events import ErrorCode
+from gateway_app.providers import errors
+from gateway_app.providers.base import ChatRequest, ChatResult, Provider, ProviderError, TextDelta
+from gateway_app.providers.registry import ProviderPool
+from gateway_app.resilience.endpoints import Endpoint, Endpoints
+from gateway_app.resilience.retry import RetryPolicy
+from gateway_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# on_chunk(attempt, seq, delta, final): called for every streamed piece, in order.
+ChunkSink = Callable[[int, int, str, bool], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Target:
+    provider: str
+    model: str
+    options: dict[str, Any]
+    fallback_index: int
+
+
+def targets_of(profile: dict[str, Any]) -> list[Target]:
+    primary = Target(profile["provider"], profile["model"], profile.get("options") or {}, 0)
+    fallbacks = [Target(f["provider"], f["model"], f.get("options") or {}, i)
+                 for i, f in enumerate(profile.get("fallbacks") or (), start=1)]
+    return [primary, *fallbacks]
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: ChatResult
+    target: Target
+    attempts: int
+    latency_ms: int
+    history: list[dict[str, Any]]
+
+
+class CallFailed(Exception):
+    def __init__(self, code: ErrorCode, reason: str, attempts: int, history: list[dict[str, Any]]) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.attempts, self.history = code, reason, attempts, history
+
+
+@dataclass
+class _Progress:
+    """What one message's calls have done so far."""
+
+    started: float
+    attempts: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_error: ProviderError | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def note(self, target: Target, outcome: str, error: ProviderError | None, attempt: int | None) -> None:
+        self.history.append({
+            "provider": target.provider, "model": target.model, "fallback_index": target.fallback_index,
+            "attempt": attempt, "outcome": outcome, "status": error.status if error else None,
+            "elapsed_ms": int(self.elapsed() * 1000), "detail": str(error) if error else None,
+        })
+        if error is not None:
+            self.last_error = error
+
+
+class Caller:
+    def __init__(self, settings: Settings, providers: ProviderPool, endpoints: Endpoints,
+                 in_flight: asyncio.Semaphore, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.endpoints = endpoints
+        self.in_flight = in_flight
+        self.retry: RetryPolicy = settings.retry_policy()
+        self.rng = rng or random.Random()
+
+    async def call(self, message_id: str, targets: list[Target], make_request: Callable[[Target], ChatRequest],
+                   estimate: int, on_chunk: ChunkSink | None = None) -> Answer:
+        progress = _Progress(time.monotonic())
+        for target in targets:
+            result = await self._try_target(message_id, target, make_request(target), estimate, on_chunk, progress)
+            if result is not None:
+                latency_ms = int(progress.elapsed() * 1000)
+                return Answer(result, target, progress.attempts, latency_ms, progress.history)
+        error = progress.last_error
+        code = error.code if error else ErrorCode.PROVIDER_ERROR
+        tried = ", ".join(f"{t.provider}:{t.model}" for t in targets)
+        reason = f"{error} (after {progress.attempts} attempt{'s' if progress.attempts != 1 else ''}; tried {tried})"
+        raise CallFailed(code, reason, progress.attempts, progress.history)
+
+    async def _try_target(self, message_id: str, target: Target, request: ChatRequest, estimate: int,
+                          on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | None:
+        """The answer from this target, or None when it gave up (the next target is tried)."""
+        try:
+            provider = self.providers.get(target.provider)
+            endpoint = self.endpoints.get(target.provider, target.model, provider.endpoint(request))
+        except ProviderError as error:
+            progress.note(target, error.code, error, None)
+            return None
+        tries = 0
+        while True:
+            if not await self._wait_for_endpoint(endpoint, estimate, target, progress):
+                return None
+            if not endpoint.allow(time.monotonic()):
+                error = ProviderError(ErrorCode.CIRCUIT_OPEN, f"circuit open for {endpoint.key}", retriable=False)
+                progress.note(target, ErrorCode.CIRCUIT_OPEN, error, None)
+                return None
+            tries += 1
+            progress.attempts += 1
+            outcome = await self._attempt(provider, endpoint, request, estimate, on_chunk, progress)
+            if isinstance(outcome, ChatResult):
+                progress.note(target, "ok", None, progress.attempts)
+                return outcome
+            progress.note(target, outcome.code, outcome, progress.attempts)
+            if outcome.status == 429:
+                pause = outcome.retry_after if outcome.retry_after is not None else self.settings.rate_limit_pause_seconds
+                endpoint.pause(min(pause, self.retry.retry_after_cap), time.monotonic())
+            delay = self.retry.next_delay(tries, progress.elapsed(), outcome.retry_after, self.rng) \
+                if outcome.retriable else None
+            if delay is None:
+                return None
+            log.info("provider.retry message=%s endpoint=%s attempt=%d delay_s=%.3f error=%s",
+                     message_id, endpoint.key, progress.attempts, delay, outcome)
+            await asyncio.sleep(delay)
+
+    async def _wait_for_endpoint(self, endpoint: Endpoint, estimate: int, target: Target,
+                                 progress: _Progress) -> bool:
+        """Wait out the endpoint's 429 pause or full caps; False if that would pass the message deadline."""
+        while True:
+            delay = endpoint.wait_time(estimate, time.monotonic())
+            if delay <= 0:
+                return True
+            if progress.elapsed() + delay >= self.retry.deadline:
+                error = ProviderError(ErrorCode.PROVIDER_RATE_LIMITED,
+                                      f"{endpoint.key} is paused or at its caps for {delay:.1f}s more",
+                                      retriable=False)
+                progress.note(target, error.code, error, None)
+                return False
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, provider: Provider, endpoint: Endpoint, request: ChatRequest, estimate: int,
+                       on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | ProviderError:
+        timeout = min(self.settings.call_timeout_seconds, max(0.001, self.retry.deadline - progress.elapsed()))
+        endpoint.take(estimate)
+        health: bool | None = None
+        try:
+            async with self.in_flight:
+                # asyncio.timeout, not wait_for: the SDK's stream must stay in this one task.
+                async with asyncio.timeout(timeout):
+                    if on_chunk is None:
+                        result = await provider.complete(request)
+                    else:
+                        result = await self._stream(provider, request, on_chunk, progress.attempts)
+            endpoint.settle(estimate, result.usage.input_tokens + result.usage.output_tokens)
+            health = True
+            return result
+        except TimeoutError:
+            health = False
+            return errors.timed_out(f"no complete answer within {timeout:.1f}s")
+        except ProviderError as error:
+            health = False if error.endpoint_failure else None
+            return error
+        finally:
+            endpoint.record(health, time.monotonic())  # None (also on cancellation) frees a half-open probe
+
+    async def _stream(self, provider: Provider, request: ChatRequest, on_chunk: ChunkSink,
+                      attempt: int) -> ChatResult:
+        events = provider.stream(request)
+        seq = 0
+        try:
+            first_token_timeout = self.settings.first_token_timeout_seconds
+            try:
+                async with asyncio.timeout(first_token_timeout):
+                    event = await anext(events)
+            except TimeoutError:
+                raise errors.timed_out(f"no first token within {first_token_timeout}s") from None
+            while True:
+                if isinstance(event, ChatResult):
+                    await on_chunk(attempt, seq, "", True)
+                    return event
+                if isinstance(event, TextDelta):
+                    await on_chunk(attempt, seq, event.text, False)
+                    seq += 1
+                event = await anext(events)
+        except StopAsyncIteration:
+            raise errors.stream_interrupted("the stream ended without a result") from None
+        finally:
+            await events.aclose()

@@ -1,0 +1,68 @@
+"""`local`: any OpenAI-compatible server (vLLM, Ollama, LM Studio, llama.cpp server).
+
+`LOCAL_LLM_BASE_URL` (e.g. `http://127.0.0.1:11434/v1`), `LOCAL_LLM_API_KEY` (optional: most local
+servers ignore it). A profile may point one agent at another server with `options.base_url`, but only
+to a host listed in `LOCAL_LLM_ALLOWED_HOSTS` (comma-separated host names): a profile must not be able
+to make the gateway call arbitrary addresses.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import openai
+
+from gateway_app.providers import openai_compat
+from gateway_app.providers.base import ChatRequest, ChatResult, ProviderNotConfigured, StreamEvent
+
+PLACEHOLDER_KEY = "not-needed"  # the SDK insists on a key; local servers accept any
+
+
+def allowed_hosts() -> frozenset[str]:
+    raw = os.environ.get("LOCAL_LLM_ALLOWED_HOSTS", "")
+    return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def resolve_base_url(configured: str | None, override: str | None, allowed: frozenset[str]) -> str:
+    """The base URL this request may use: the configured one, or an override to an allowed host."""
+    if override:
+        parts = urlsplit(override)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProviderNotConfigured(f"options.base_url {override!r} is not an http(s) URL")
+        if parts.hostname.lower() not in allowed:
+            raise ProviderNotConfigured(
+                f"options.base_url host {parts.hostname!r} is not in LOCAL_LLM_ALLOWED_HOSTS")
+        return override
+    if not configured:
+        raise ProviderNotConfigured("LOCAL_LLM_BASE_URL is not set")
+    return configured
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._clients = openai_compat.client_cache()
+
+    def endpoint(self, request: ChatRequest) -> str:
+        return resolve_base_url(os.environ.get("LOCAL_LLM_BASE_URL"), request.options.get("base_url"),
+                                allowed_hosts())
+
+    def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
+        base_url = self.endpoint(request)
+        key = os.environ.get("LOCAL_LLM_API_KEY") or PLACEHOLDER_KEY
+        return self._clients.get((base_url, key), lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        return await openai_compat.complete(self._client(request), request)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        # Some local servers do not send a usage chunk; their streamed calls are then billed at 0 tokens.
+        return openai_compat.stream(self._client(request), request, usage_required=False)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()

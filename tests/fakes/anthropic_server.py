@@ -1,0 +1,100 @@
+"""A local server speaking Anthropic's Messages API (`POST /v1/messages`).
+
+Messages bodies with content blocks, `stop_reason`, usage split into uncached input, cache reads and
+output; the SSE stream message_start, content_block_start, ping, content_block_delta (text_delta),
+content_block_stop, message_delta (cumulative usage), message_stop; the `{"type": "error", ...}`
+envelope with the documented error types (529 overloaded); `request-id` headers. The system prompt's
+words are reported as cache reads. Faults: see `tests.fakes.base`; `error200` on a stream is an
+`event: error` (overloaded_error) mid-stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeServer, sse_event, word_pieces, words
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+               529: "overloaded_error"}
+
+
+class FakeAnthropic(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: list[str] = []
+        self.app.router.add_post("/v1/messages", self.messages)
+
+    def headers(self) -> dict[str, str]:
+        return {"request-id": f"req_{uuid.uuid4().hex[:24]}"}
+
+    def error(self, status: int, retry_after: bool = True, message: str | None = None) -> web.Response:
+        body = {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"),
+                                           "message": message or f"injected fault {status}"}}
+        headers = self.headers()
+        if status == 429 and retry_after:
+            headers["retry-after"] = "1"
+        return web.json_response(body, status=status, headers=headers)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        # The SDK sends the key as `x-api-key` or (newer releases) as a bearer token.
+        if not (request.headers.get("x-api-key") or request.headers.get("Authorization", "").startswith("Bearer ")):
+            return self.error(401, message="invalid x-api-key")
+        self.versions.append(request.headers.get("anthropic-version", ""))
+        body = await request.json()
+        if "max_tokens" not in body:
+            return self.error(400, message="max_tokens: Field required")
+        last = body["messages"][-1]["content"]
+        fault = self.fault_for(body, last)
+        early = await self.transport_fault(request, fault, self.error)
+        if early is not None:
+            return early
+        text = f"fake-anthropic says: {last}"
+        usage = self.usage(body, text)
+        message_id = f"msg_{uuid.uuid4().hex[:24]}"
+        if body.get("stream"):
+            events = self.events(message_id, body["model"], text, usage)
+            if fault is not None and fault.kind == "error200":
+                events = events[:3] + [sse_event({"type": "error", "error": {"type": "overloaded_error",
+                                                                             "message": "Overloaded"}}, "error")]
+            return await self.sse(request, fault, events, self.headers())
+        if fault is not None and fault.kind == "error200":
+            return web.json_response({"type": "error", "error": {"type": "api_error", "message": "Internal"}},
+                                     headers=self.headers())
+        message = {"id": message_id, "type": "message", "role": "assistant", "model": body["model"],
+                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": usage}
+        return await self.json_answer(request, fault, message, self.headers())
+
+    @staticmethod
+    def usage(body: dict[str, Any], text: str) -> dict[str, Any]:
+        system = body.get("system") or ""
+        cached = words(system)
+        prompt = words(" ".join([system, *(m["content"] for m in body["messages"])]))
+        return {"input_tokens": prompt - cached, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": cached, "output_tokens": words(text)}
+
+    @staticmethod
+    def events(message_id: str, model: str, text: str, usage: dict[str, Any]) -> list[bytes]:
+        start_usage = {**usage, "output_tokens": 1}
+        events = [
+            sse_event({"type": "message_start", "message": {
+                "id": message_id, "type": "message", "role": "assistant", "content": [], "model": model,
+                "stop_reason": None, "stop_sequence": None, "usage": start_usage}}, "message_start"),
+            sse_event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                      "content_block_start"),
+            sse_event({"type": "ping"}, "ping"),
+        ]
+        events += [sse_event({"type": "content_block_delta", "index": 0,
+                              "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+                    for piece in word_pieces(text)]
+        events += [
+            sse_event({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            sse_event({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": usage["output_tokens"]}}, "message_delta"),
+            sse_event({"type": "message_stop"}, "message_stop"),
+        ]
+        return events

@@ -1,0 +1,183 @@
+"""What every fake provider server shares: a per-request fault language, token counting, and running
+an aiohttp app on 127.0.0.1 in a thread.
+
+A request asks for a fault when its last user message starts with `FAULT:`:
+
+    FAULT:<status>            answer that HTTP error (429 carries `retry-after: 1`)
+    FAULT:429-bare            429 without any Retry-After header
+    FAULT:slow:<ms>           wait before the response headers (slow first byte), then answer
+    FAULT:hang                never answer (the caller's timeout must fire)
+    FAULT:reset               drop the connection without a response
+    FAULT:malformed           200 whose body is not JSON
+    FAULT:error200            200 whose body is the provider's error object
+    FAULT:cut                 drop the connection halfway through the body / stream
+    FAULT:truncate            end the stream cleanly halfway, without its terminal event
+    FAULT:flaky:<n>:<fault>   <fault> for the first n requests carrying this exact message, then answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+HANG_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str          # status | slow | hang | reset | malformed | error200 | cut | truncate
+    status: int = 0
+    ms: int = 0
+    retry_after: bool = True
+
+
+def parse_fault(content: str, seen: int) -> Fault | None:
+    """The fault this request asks for; `seen` is how many requests carried this content so far (1-based)."""
+    if not content.startswith("FAULT:"):
+        return None
+    spec = content[len("FAULT:"):].split()[0] if content[len("FAULT:"):].strip() else ""
+    if spec.startswith("flaky:"):
+        _, times, rest = spec.split(":", 2)
+        return parse_fault(f"FAULT:{rest}", seen) if seen <= int(times) else None
+    if spec.startswith("slow:"):
+        return Fault("slow", ms=int(spec.split(":")[1]))
+    if spec == "429-bare":
+        return Fault("status", status=429, retry_after=False)
+    if spec.isdigit():
+        return Fault("status", status=int(spec))
+    if spec in ("hang", "reset", "malformed", "error200", "cut", "truncate"):
+        return Fault(spec)
+    raise ValueError(f"unknown fault {spec!r}")
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def word_pieces(text: str) -> list[str]:
+    """The answer as stream deltas: word by word, spaces kept, so the pieces join to the text."""
+    parts = text.split(" ")
+    return [parts[0], *(f" {p}" for p in parts[1:])]
+
+
+class FakeServer:
+    """Base of the protocol fakes: bookkeeping plus the faults that look the same on every protocol."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.seen: Counter[str] = Counter()
+        self.app = web.Application()
+
+    def fault_for(self, body: dict[str, Any], last_user: str) -> Fault | None:
+        self.requests.append(body)
+        self.seen[last_user] += 1
+        return parse_fault(last_user, self.seen[last_user])
+
+    def count(self, prefix: str) -> int:
+        """Requests whose last message started with `prefix`."""
+        return sum(n for content, n in self.seen.items() if content.startswith(prefix))
+
+    async def transport_fault(self, request: web.Request, fault: Fault | None,
+                              error: Callable[[int, bool], web.Response]) -> web.StreamResponse | None:
+        """Handle the faults that happen before an answer exists; None means: go on and answer."""
+        if fault is None:
+            return None
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.ms / 1000)
+            return None
+        if fault.kind == "hang":
+            await asyncio.sleep(HANG_SECONDS)
+        if fault.kind == "reset":
+            return drop(request)
+        if fault.kind == "status":
+            return error(fault.status, fault.retry_after)
+        if fault.kind == "malformed":
+            return web.Response(status=200, body=b'{"id": "x", "choices": [', content_type="application/json")
+        return None  # error200 / cut / truncate: the protocol module handles them
+
+    async def json_answer(self, request: web.Request, fault: Fault | None, body: dict[str, Any],
+                          headers: dict[str, str]) -> web.StreamResponse:
+        raw = json.dumps(body).encode()
+        if fault is not None and fault.kind == "cut":
+            response = web.StreamResponse(status=200, headers={**headers, "Content-Type": "application/json",
+                                                                "Content-Length": str(len(raw))})
+            await response.prepare(request)
+            await response.write(raw[: len(raw) // 2])
+            drop(request)
+            return response
+        return web.Response(body=raw, headers=headers, content_type="application/json")
+
+    async def sse(self, request: web.Request, fault: Fault | None, events: list[bytes],
+                  headers: dict[str, str]) -> web.StreamResponse:
+        """Send server-sent events; `cut` drops the connection halfway, `truncate` ends cleanly halfway."""
+        response = web.StreamResponse(status=200, headers={**headers, "Content-Type": "text/event-stream",
+                                                            "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        stop_at = len(events) // 2 if fault is not None and fault.kind in ("cut", "truncate") else len(events)
+        for event in events[:stop_at]:
+            await response.write(event)
+        if fault is not None and fault.kind == "cut":
+            drop(request)
+            return response
+        await response.write_eof()
+        return response
+
+
+def drop(request: web.Request) -> web.Response:
+    """Close the connection under the handler: the client sees a reset / an incomplete body."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
+
+
+def sse_event(data: dict[str, Any] | str, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+class ServerThread:
+    """Runs an aiohttp app on 127.0.0.1 in a thread with its own loop (usable from sync fixtures)."""
+
+    def __init__(self, app: web.Application, path: str = "") -> None:
+        self.app = app
+        self.path = path
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        # Cancel handlers whose client went away (a hung request after the caller's timeout).
+        runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,0 +1,80 @@
+"""A local server speaking Cohere's Chat v2 API (`POST /v2/chat`, streamed when the body says so).
+
+V2 bodies (`message.content[]`, upper-case `finish_reason`, `usage.billed_units` and `usage.tokens`),
+the SSE events message-start, content-start, content-delta, content-end, message-end, and the
+`{"id", "message"}` error body. `tokens` adds a fixed prompt-template overhead to the input, as the
+real API does; billed units do not. Faults: see `tests.fakes.base`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeServer, sse_event, word_pieces, words
+
+TEMPLATE_TOKENS = 60
+
+
+class FakeCohere(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.app.router.add_post("/v2/chat", self.chat)
+
+    def headers(self) -> dict[str, str]:
+        return {"x-request-id": str(uuid.uuid4()), "num_tokens": "0"}
+
+    def error(self, status: int, retry_after: bool = True, message: str | None = None) -> web.Response:
+        headers = self.headers()
+        if status == 429 and retry_after:
+            headers["retry-after"] = "1"
+        return web.json_response({"id": str(uuid.uuid4()), "message": message or f"injected fault {status}"},
+                                 status=status, headers=headers)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return self.error(401, message="no api key supplied")
+        body = await request.json()
+        last = body["messages"][-1]["content"]
+        fault = self.fault_for(body, last)
+        early = await self.transport_fault(request, fault, self.error)
+        if early is not None:
+            return early
+        if fault is not None and fault.kind == "error200" and not body.get("stream"):
+            return web.json_response({"id": str(uuid.uuid4()), "message": "internal server error"},
+                                     headers=self.headers())
+        text = f"fake-cohere says: {last}"
+        usage = self.usage(body, text)
+        chat_id = str(uuid.uuid4())
+        if body.get("stream"):
+            finish = "ERROR" if fault is not None and fault.kind == "error200" else "COMPLETE"
+            return await self.sse(request, fault, self.events(chat_id, text, usage, finish), self.headers())
+        response = {"id": chat_id, "finish_reason": "COMPLETE",
+                    "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}, "usage": usage}
+        return await self.json_answer(request, fault, response, self.headers())
+
+    @staticmethod
+    def usage(body: dict[str, Any], text: str) -> dict[str, Any]:
+        prompt = words(" ".join(m["content"] for m in body["messages"]))
+        return {"billed_units": {"input_tokens": prompt, "output_tokens": words(text)},
+                "tokens": {"input_tokens": prompt + TEMPLATE_TOKENS, "output_tokens": words(text)},
+                "cached_tokens": 0}
+
+    @staticmethod
+    def events(chat_id: str, text: str, usage: dict[str, Any], finish: str) -> list[bytes]:
+        events = [
+            sse_event({"id": chat_id, "type": "message-start", "delta": {"message": {
+                "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}},
+                "message-start"),
+            sse_event({"type": "content-start", "index": 0,
+                       "delta": {"message": {"content": {"type": "text", "text": ""}}}}, "content-start"),
+        ]
+        events += [sse_event({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": p}}}},
+                             "content-delta") for p in word_pieces(text)]
+        events += [
+            sse_event({"type": "content-end", "index": 0}, "content-end"),
+            sse_event({"type": "message-end", "delta": {"finish_reason": finish, "usage": usage}}, "message-end"),
+        ]
+        return events
