@@ -298,7 +298,7 @@ class MessageFlow:
         reply = records.failed_reply(
             message_id=message.message_id, agent_id=message.agent_id, room_id=message.room_id,
             user_id=message.user_id, status=rejected.status, code=rejected.code, reason=rejected.reason,
-            profile=rejected.profile, latency_ms=latency_ms,
+            profile=rejected.profile, latency_ms=latency_ms, attempts=job.attempts,
         )
         dead = records.dead_letter(job.record.origin, rejected.code, rejected.reason, attempts=job.attempts,
                                    message_id=message.message_id, agent_id=message.agent_id, history=job.history)

@@ -82,9 +82,11 @@ def failed_reply(
     reason: str,
     profile: dict[str, Any] | None = None,
     latency_ms: int = 0,
+    attempts: int = 0,
 ) -> MessageReply:
     return _reply(message_id, agent_id, room_id, user_id, content="", status=status,
-                  error=ErrorInfo(code=code, message=reason), profile=profile, usage=Usage(), latency_ms=latency_ms)
+                  error=ErrorInfo(code=code, message=reason), profile=profile, usage=Usage(), latency_ms=latency_ms,
+                  attempts=attempts)
 
 
 def billing(message: MessageCreated, answer: Answer, prices: PriceTable) -> BillingEvent:

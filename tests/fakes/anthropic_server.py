@@ -24,7 +24,7 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
 
 class FakeAnthropic(FakeServer):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__("anthropic")
         self.versions: list[str] = []
         self.app.router.add_post("/v1/messages", self.messages)
 

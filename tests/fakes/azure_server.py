@@ -23,7 +23,7 @@ class FakeAzureOpenAI(FakeOpenAI):
     answer_prefix = "fake-azure says:"
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__("azure")
         self.deployments: list[str] = []
         self.api_versions: list[str] = []
         self.app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.deployment_chat)

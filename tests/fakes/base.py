@@ -13,6 +13,9 @@ A request asks for a fault when its last user message starts with `FAULT:`:
     FAULT:cut                 drop the connection halfway through the body / stream
     FAULT:truncate            end the stream cleanly halfway, without its terminal event
     FAULT:flaky:<n>:<fault>   <fault> for the first n requests carrying this exact message, then answer
+
+`FAULT@<server>:<fault>` applies only on the server of that name (e.g. `FAULT@openai:503`) and is
+answered normally by the others: a fallback behind a failing provider can then answer the same message.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ class Fault:
     retry_after: bool = True
 
 
-def parse_fault(content: str, seen: int) -> Fault | None:
+def parse_fault(content: str, seen: int, server: str = "") -> Fault | None:
     """The fault this request asks for; `seen` is how many requests carried this content so far (1-based)."""
+    if content.startswith("FAULT@"):
+        target, _, rest = content[len("FAULT@"):].partition(":")
+        return parse_fault(f"FAULT:{rest}", seen) if target == server else None
     if not content.startswith("FAULT:"):
         return None
     spec = content[len("FAULT:"):].split()[0] if content[len("FAULT:"):].strip() else ""
@@ -69,7 +75,8 @@ def word_pieces(text: str) -> list[str]:
 class FakeServer:
     """Base of the protocol fakes: bookkeeping plus the faults that look the same on every protocol."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.requests: list[dict[str, Any]] = []
         self.seen: Counter[str] = Counter()
         self.app = web.Application()
@@ -77,7 +84,7 @@ class FakeServer:
     def fault_for(self, body: dict[str, Any], last_user: str) -> Fault | None:
         self.requests.append(body)
         self.seen[last_user] += 1
-        return parse_fault(last_user, self.seen[last_user])
+        return parse_fault(last_user, self.seen[last_user], self.name)
 
     def count(self, prefix: str) -> int:
         """Requests whose last message started with `prefix`."""

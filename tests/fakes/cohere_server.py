@@ -20,7 +20,7 @@ TEMPLATE_TOKENS = 60
 
 class FakeCohere(FakeServer):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__("cohere")
         self.app.router.add_post("/v2/chat", self.chat)
 
     def headers(self) -> dict[str, str]:

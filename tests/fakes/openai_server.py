@@ -26,8 +26,8 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: 
 class FakeOpenAI(FakeServer):
     answer_prefix = "fake-openai says:"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, name: str = "openai") -> None:
+        super().__init__(name)
         self.app.router.add_post("/v1/chat/completions", self.chat_completions)
 
     # ---- protocol pieces (Azure overrides some) ---------------------------------------------

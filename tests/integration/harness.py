@@ -39,8 +39,8 @@ class Deployment:
 
     @property
     def topics(self) -> dict[str, str]:
-        keys = ["messages", "profile_created", "profile_updated", "profile_deleted", "replies", "billing", "dlq",
-                "agent_events"]
+        keys = ["messages", "profile_created", "profile_updated", "profile_deleted", "replies", "reply_chunks",
+                "billing", "dlq", "agent_events"]
         return {key: self.topic(key) for key in keys}
 
     def environment(self) -> dict[str, str]:
@@ -137,7 +137,7 @@ class Chat:
     def __init__(self, deployment: Deployment) -> None:
         self.d = deployment
         self.producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, acks="all", linger_ms=5)
-        outputs = [deployment.topic("replies"), deployment.topic("billing"), deployment.topic("dlq")]
+        outputs = [deployment.topic(key) for key in ("replies", "reply_chunks", "billing", "dlq")]
         self.consumer = AIOKafkaConsumer(*outputs, bootstrap_servers=deployment.bootstrap,
                                          auto_offset_reset="earliest", group_id=None)
         self.seen: dict[str, list[tuple[float, dict]]] = defaultdict(list)
@@ -195,6 +195,15 @@ class Chat:
         await self.wait_for(lambda: wanted <= set(self.replies_by_message()), timeout,
                             f"replies to {len(wanted)} messages")
         return self.replies_by_message()
+
+    def chunks_of(self, message_id: str) -> list[tuple[float, dict]]:
+        return [(t, c) for t, c in self.seen["reply_chunks"] if c["message_id"] == message_id]
+
+    def billing_of(self, message_id: str) -> list[dict]:
+        return [b for _, b in self.seen["billing"] if b["message_id"] == message_id]
+
+    def dlq_of(self, message_id: str) -> list[dict]:
+        return [d for _, d in self.seen["dlq"] if d.get("message_id") == message_id]
 
     def arrival(self, message_id: str) -> float:
         return min(t for t, r in self.seen["replies"] if r["message_id"] == message_id)

@@ -29,7 +29,7 @@ def gateway(kafka, tmp_path_factory, fake_openai):
                            GATEWAY_PROFILE_WAIT_SECONDS="4", GATEWAY_MAX_CONTENT_CHARS="1000",
                            GATEWAY_AGENT_BACKLOG_MAX="50", OPENAI_API_KEY="sk-test",
                            GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05", GATEWAY_RETRY_MAX_ATTEMPTS="3",
-                           OPENAI_BASE_URL=fake_openai[1].url)
+                           OPENAI_BASE_URL=fake_openai[1].url + "/v1")
     worker = cluster.worker()
     worker.wait_ready()
     yield cluster
@@ -51,7 +51,7 @@ async def test_profile_then_message_gets_ok_reply_and_billing(chat, gateway):
     reply = replies[msg["messageId"]][0]
     assert reply["status"] == "ok" and reply["content"] == "one two three"
     assert reply["provider"] == "echo" and reply["profile_version"] == 1 and reply["room_id"] == "room-1"
-    assert reply["usage"] == {"input_tokens": 5, "output_tokens": 3}  # "be nice" + 3 words in
+    assert reply["usage"] == {"input_tokens": 5, "output_tokens": 3, "cached_input_tokens": 0, "reasoning_tokens": 0}
     await chat.wait_for(lambda: any(b["message_id"] == msg["messageId"] for _, b in chat.seen["billing"]),
                         what="billing event")
     bill = next(b for _, b in chat.seen["billing"] if b["message_id"] == msg["messageId"])
@@ -200,9 +200,10 @@ async def test_openai_agent_answers_through_the_sdk_and_is_billed_from_the_price
     replies = await chat.wait_replies([good["messageId"], bad["messageId"]])
     ok = replies[good["messageId"]][0]
     assert ok["status"] == "ok" and ok["content"] == "fake-openai says: what is kafka"
-    assert ok["usage"] == {"input_tokens": 5, "output_tokens": 5} and ok["provider"] == "openai"
+    assert ok["usage"] == {"input_tokens": 5, "output_tokens": 5, "cached_input_tokens": 2, "reasoning_tokens": 0}
+    assert ok["provider"] == "openai" and ok["fallback_index"] == 0 and ok["attempts"] == 1
     failed = replies[bad["messageId"]][0]
-    assert failed["status"] == "error" and failed["error"]["code"] == "provider_error"
+    assert failed["status"] == "error" and failed["error"]["code"] == "provider_rejected"
     assert "400" in failed["error"]["message"]
     await chat.wait_for(lambda: any(b["message_id"] == good["messageId"] for _, b in chat.seen["billing"]),
                         what="billing event")
@@ -230,6 +231,7 @@ async def test_retriable_failures_are_retried_and_permanent_ones_dead_lettered(c
     await chat.wait_for(lambda: any(d.get("message_id") == down["messageId"] for _, d in chat.seen["dlq"]),
                         what="DLQ record")
     dead = next(d for _, d in chat.seen["dlq"] if d.get("message_id") == down["messageId"])
-    assert dead["attempts"] == 3 and dead["error_code"] == "provider_error"
+    assert dead["attempts"] == 3 and dead["error_code"] == "provider_unavailable"
+    assert [h["status"] for h in dead["attempt_history"]] == [502, 502, 502]
     await asyncio.sleep(1)
     assert not any(b["message_id"] == down["messageId"] for _, b in chat.seen["billing"])

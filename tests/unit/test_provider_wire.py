@@ -33,7 +33,7 @@ WIRES = [
          "fake-openai says:"),
     Wire("azure", FakeAzureOpenAI, lambda url: {"AZURE_OPENAI_API_KEY": "az-test", "AZURE_OPENAI_ENDPOINT": url},
          "fake-azure says:"),
-    Wire("local", FakeOpenAI, lambda url: {"LOCAL_LLM_BASE_URL": url + "/v1"}, "fake-openai says:"),
+    Wire("local", lambda: FakeOpenAI("local"), lambda url: {"LOCAL_LLM_BASE_URL": url + "/v1"}, "fake-openai says:"),
     Wire("anthropic", FakeAnthropic, lambda url: {"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": url},
          "fake-anthropic says:"),
     Wire("cohere", FakeCohere, lambda url: {"CO_API_KEY": "co-test", "COHERE_BASE_URL": url}, "fake-cohere says:"),
