@@ -79,6 +79,10 @@ class AgentProfile(_Input):
     enabled: bool = True
     # Provider-specific knobs, e.g. {"latency_ms": 200} for echo, {"base_url": ...} for local.
     options: dict[str, Any] = Field(default_factory=dict)
+    # Up to 4 stop sequences, and tools in the OpenAI function-tool shape
+    # ({"type": "function", "function": {"name", "description", "parameters"}}); each provider maps them.
+    stop: list[str] = Field(default_factory=list, max_length=4)
+    tools: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
     fallbacks: list[FallbackTarget] = Field(default_factory=list, max_length=MAX_FALLBACKS)
     # Stream the answer: chunk events on `ai-message-reply-chunks`, then the usual final reply.
     stream: bool = False

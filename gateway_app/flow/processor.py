@@ -249,6 +249,8 @@ class MessageFlow:
             messages=(ChatMessage("user", job.message.content),),
             temperature=float(profile.get("temperature", 0.7)),
             max_tokens=int(profile["max_tokens"]),
+            stop=tuple(profile.get("stop") or ()),
+            tools=tuple(profile.get("tools") or ()),
             options=target.options,
         )
 

@@ -125,6 +125,22 @@ async def test_request_fields_are_mapped(wire, pool):
         assert server.deployments[-1] == "model-x" and server.api_versions[-1]
 
 
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+
+
+async def test_tools_are_mapped_to_each_protocol(wire, pool):
+    spec, server = wire
+    with_tools = ChatRequest("model-x", "", (ChatMessage("user", "weather?"),), 0, 20, tools=(WEATHER,))
+    await pool.get(spec.name).complete(with_tools)
+    sent = server.requests[-1]["tools"]
+    if spec.name == "anthropic":
+        assert sent == [{"name": "get_weather", "description": "Weather in a city",
+                         "input_schema": WEATHER["function"]["parameters"]}]
+    else:
+        assert sent == [WEATHER]
+
+
 FAULTS = [
     # (fault, error code, retriable)
     ("429", ErrorCode.PROVIDER_RATE_LIMITED, True),

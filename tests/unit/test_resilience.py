@@ -51,3 +51,28 @@ def test_breaker_reopens_when_the_probe_fails_and_opens_on_failure_rate():
     assert breaker.allow(2)
     breaker.record(False, 2)
     assert breaker.state is State.OPEN and breaker.snapshot(2.5)["open_for_s"] == 0.5
+
+
+def test_half_open_probe_is_freed_when_its_call_says_nothing_about_health():
+    breaker = CircuitBreaker(BreakerPolicy(consecutive_failures=1, open_seconds=1, half_open_probes=1))
+    breaker.record(False, 0.0)
+    assert breaker.allow(1.5) and breaker.state is State.HALF_OPEN
+    assert not breaker.allow(1.6)  # the one probe is out
+    breaker.release()  # it came back 400 (or was cancelled)
+    assert breaker.allow(1.7)
+    breaker.record(True, 1.8)
+    assert breaker.state is State.CLOSED
+
+
+def test_status_table():
+    from gateway_app.contract.events import ErrorCode
+    from gateway_app.providers.errors import from_status
+
+    expected = {400: (ErrorCode.PROVIDER_REJECTED, False), 401: (ErrorCode.PROVIDER_AUTH_FAILED, False),
+                403: (ErrorCode.PROVIDER_AUTH_FAILED, False), 404: (ErrorCode.PROVIDER_REJECTED, False),
+                408: (ErrorCode.PROVIDER_UNAVAILABLE, True), 409: (ErrorCode.PROVIDER_REJECTED, True),
+                422: (ErrorCode.PROVIDER_REJECTED, False), 429: (ErrorCode.PROVIDER_RATE_LIMITED, True),
+                500: (ErrorCode.PROVIDER_UNAVAILABLE, True), 529: (ErrorCode.PROVIDER_UNAVAILABLE, True)}
+    for status, (code, retriable) in expected.items():
+        error = from_status(status, "x", {"retry-after-ms": "1500"})
+        assert (error.code, error.retriable, error.retry_after) == (code, retriable, 1.5), status
