@@ -167,9 +167,9 @@ class MessageReply(_Output):
 class ReplyChunk(_Output):
     """`ai-message-reply-chunks` (key = room id): a streamed answer, piece by piece, before its reply.
 
-    `seq` counts from 0 within one `attempt`. If an attempt's stream breaks off, the next attempt (a retry
-    or a fallback) streams again from seq 0 under a higher `attempt`: drop what an earlier attempt sent.
-    The chunk with `final: true` ends an attempt that succeeded; the `ai-message-reply` event follows.
+    `seq` counts from 0 within one stream. Every attempt streams under a new random `stream_id` (also
+    after a redelivery): a chunk with a `stream_id` you have not seen starts the answer over; drop what
+    you had. The chunk with `final: true` ends the stream that succeeded; the reply event follows.
     """
 
     chunk_id: str
@@ -177,6 +177,7 @@ class ReplyChunk(_Output):
     reply_id: str
     agent_id: str
     room_id: str
+    stream_id: str
     attempt: int
     seq: int
     delta: str

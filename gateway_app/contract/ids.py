@@ -16,8 +16,8 @@ def billing_event_id(message_id: str, call_index: int = 0) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:{call_index}"))
 
 
-def chunk_id(message_id: str, attempt: int, seq: int) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"chunk:{message_id}:{attempt}:{seq}"))
+def chunk_id(message_id: str, stream_id: str, seq: int) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"chunk:{message_id}:{stream_id}:{seq}"))
 
 
 def dlq_id(topic: str, partition: int, offset: int, code: str) -> str:

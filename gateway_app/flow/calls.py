@@ -10,20 +10,23 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from gateway_app.contract.events import ErrorCode
 from gateway_app.providers import errors
 from gateway_app.providers.base import ChatRequest, ChatResult, Provider, ProviderError, TextDelta
 from gateway_app.providers.registry import ProviderPool
+from gateway_app.resilience.breaker import Permit
 from gateway_app.resilience.endpoints import Endpoint, Endpoints
 from gateway_app.resilience.retry import RetryPolicy
 from gateway_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# on_chunk(attempt, seq, delta, final): called for every streamed piece, in order.
-ChunkSink = Callable[[int, int, str, bool], Awaitable[None]]
+# on_chunk(attempt, seq, delta, final): called for every streamed piece, in order. It must not block:
+# the time a sink spends (e.g. on Kafka) must not count against the provider's timeouts or health.
+ChunkSink = Callable[[int, int, str, bool], None]
+MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less of the message deadline left is not started
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,15 @@ class _Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def note(self, target: Target, outcome: str, error: ProviderError | None, attempt: int | None) -> None:
+    def note(self, target: Target, outcome: str, error: ProviderError | None, attempt: int | None,
+             *, cause: bool = True) -> None:
+        """Record what happened; `cause=False` keeps the previous error as the message's failure reason."""
         self.history.append({
             "provider": target.provider, "model": target.model, "fallback_index": target.fallback_index,
             "attempt": attempt, "outcome": outcome, "status": error.status if error else None,
             "elapsed_ms": int(self.elapsed() * 1000), "detail": str(error) if error else None,
         })
-        if error is not None:
+        if error is not None and (cause or self.last_error is None):
             self.last_error = error
 
 
@@ -115,20 +120,26 @@ class Caller:
         while True:
             if not await self._wait_for_endpoint(endpoint, estimate, target, progress):
                 return None
-            if not endpoint.allow(time.monotonic()):
+            if self._remaining(progress) < MIN_ATTEMPT_SECONDS:
+                error = errors.timed_out(f"message deadline of {self.retry.deadline}s reached")
+                progress.note(target, "deadline_exceeded", error, None, cause=tries == 0)
+                return None
+            permit = endpoint.allow(time.monotonic())
+            if permit is None:
                 error = ProviderError(ErrorCode.CIRCUIT_OPEN, f"circuit open for {endpoint.key}", retriable=False)
-                progress.note(target, ErrorCode.CIRCUIT_OPEN, error, None)
+                # If this message's own failures opened it, those are the reason, not the breaker.
+                progress.note(target, ErrorCode.CIRCUIT_OPEN, error, None, cause=tries == 0)
                 return None
             tries += 1
             progress.attempts += 1
-            outcome = await self._attempt(provider, endpoint, request, estimate, on_chunk, progress)
+            outcome = await self._attempt(provider, endpoint, permit, request, estimate, on_chunk, progress)
             if isinstance(outcome, ChatResult):
                 progress.note(target, "ok", None, progress.attempts)
                 return outcome
             progress.note(target, outcome.code, outcome, progress.attempts)
             if outcome.status == 429:
                 pause = outcome.retry_after if outcome.retry_after is not None else self.settings.rate_limit_pause_seconds
-                endpoint.pause(min(pause, self.retry.retry_after_cap), time.monotonic())
+                endpoint.pause(pause, time.monotonic())  # the full Retry-After, even past what we wait for
             delay = self.retry.next_delay(tries, progress.elapsed(), outcome.retry_after, self.rng) \
                 if outcome.retriable else None
             if delay is None:
@@ -152,30 +163,50 @@ class Caller:
                 return False
             await asyncio.sleep(delay)
 
-    async def _attempt(self, provider: Provider, endpoint: Endpoint, request: ChatRequest, estimate: int,
-                       on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | ProviderError:
-        timeout = min(self.settings.call_timeout_seconds, max(0.001, self.retry.deadline - progress.elapsed()))
-        endpoint.take(estimate)
-        health: bool | None = None
+    def _remaining(self, progress: _Progress) -> float:
+        return self.retry.deadline - progress.elapsed()
+
+    async def _attempt(self, provider: Provider, endpoint: Endpoint, permit: Permit, request: ChatRequest,
+                       estimate: int, on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | ProviderError:
+        health: bool | None = None  # None (also on cancellation) frees a half-open probe
         try:
-            async with self.in_flight:
-                # asyncio.timeout, not wait_for: the SDK's stream must stay in this one task.
-                async with asyncio.timeout(timeout):
-                    if on_chunk is None:
-                        result = await provider.complete(request)
-                    else:
-                        result = await self._stream(provider, request, on_chunk, progress.attempts)
-            endpoint.settle(estimate, result.usage.input_tokens + result.usage.output_tokens)
-            health = True
-            return result
-        except TimeoutError:
-            health = False
-            return errors.timed_out(f"no complete answer within {timeout:.1f}s")
-        except ProviderError as error:
-            health = False if error.endpoint_failure else None
-            return error
+            try:
+                async with asyncio.timeout(self._remaining(progress)):
+                    await self.in_flight.acquire()
+            except TimeoutError:
+                return errors.timed_out("no in-flight slot free before the message deadline")
+            try:
+                outcome, health = await self._call_once(provider, endpoint, request, estimate, on_chunk, progress)
+                return outcome
+            finally:
+                self.in_flight.release()
         finally:
-            endpoint.record(health, time.monotonic())  # None (also on cancellation) frees a half-open probe
+            endpoint.record(permit, health, time.monotonic())
+
+    async def _call_once(self, provider: Provider, endpoint: Endpoint, request: ChatRequest, estimate: int,
+                         on_chunk: ChunkSink | None, progress: _Progress
+                         ) -> tuple[ChatResult | ProviderError, bool | None]:
+        """One call in its slot: its result or error, and what that says about the endpoint's health."""
+        timeout = min(self.settings.call_timeout_seconds, self._remaining(progress))
+        window = endpoint.take(estimate)
+        try:
+            # asyncio.timeout, not wait_for: the SDK's stream must stay in this one task.
+            async with asyncio.timeout(timeout):
+                if on_chunk is None:
+                    result = await provider.complete(request)
+                else:
+                    result = await self._stream(provider, request, on_chunk, progress.attempts)
+        except TimeoutError:
+            # A timeout cut short by the message deadline says nothing about the endpoint.
+            cut_short = timeout < self.settings.call_timeout_seconds
+            return errors.timed_out(f"no complete answer within {timeout:.1f}s"), None if cut_short else False
+        except ProviderError as error:
+            return error, False if error.endpoint_failure else None
+        except Exception as exc:  # an adapter bug must not lose the message nor blame the endpoint
+            log.exception("provider.unexpected_error endpoint=%s", endpoint.key)
+            return errors.unexpected(exc), None
+        endpoint.settle(window, estimate, result.usage.input_tokens + result.usage.output_tokens)
+        return result, True
 
     async def _stream(self, provider: Provider, request: ChatRequest, on_chunk: ChunkSink,
                       attempt: int) -> ChatResult:
@@ -190,13 +221,14 @@ class Caller:
                 raise errors.timed_out(f"no first token within {first_token_timeout}s") from None
             while True:
                 if isinstance(event, ChatResult):
-                    await on_chunk(attempt, seq, "", True)
+                    on_chunk(attempt, seq, "", True)
                     return event
                 if isinstance(event, TextDelta):
-                    await on_chunk(attempt, seq, event.text, False)
+                    on_chunk(attempt, seq, event.text, False)
                     seq += 1
                 event = await anext(events)
         except StopAsyncIteration:
             raise errors.stream_interrupted("the stream ended without a result") from None
         finally:
             await events.aclose()
+

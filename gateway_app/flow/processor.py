@@ -34,7 +34,8 @@ from gateway_app.contract.events import (
 from gateway_app.contract.internal import AgentEvent
 from gateway_app.flow import records
 from gateway_app.flow.acker import InOrderAcker
-from gateway_app.flow.calls import Answer, Caller, CallFailed, ChunkSink, Target, targets_of
+from gateway_app.flow.calls import Answer, Caller, CallFailed, Target, targets_of
+from gateway_app.flow.chunks import ChunkPipe
 from gateway_app.flow.lanes import Lanes, Ticket
 from gateway_app.pricing.prices import current_table
 from gateway_app.providers.base import ChatMessage, ChatRequest, ChatResult
@@ -221,11 +222,8 @@ class MessageFlow:
     async def _answer(self, job: Job, profile: dict[str, Any]) -> None:
         try:
             await self.conversations.get(job.conversation).wait(job.conversation_ticket)
-            on_chunk = self._chunk_sink(job) if profile.get("stream") else None
             try:
-                answer = await self.caller.call(job.message.message_id, targets_of(profile),
-                                                lambda target: self._request(job, profile, target),
-                                                self._estimate(job, profile), on_chunk)
+                answer = await self._call(job, profile)
             except CallFailed as failed:
                 job.attempts, job.history = failed.attempts, failed.history
                 raise Rejected(ReplyStatus.ERROR, failed.code, failed.reason, profile) from None
@@ -235,12 +233,20 @@ class MessageFlow:
         finally:
             self.conversations.release(job.conversation, job.conversation_ticket)
 
-    def _chunk_sink(self, job: Job) -> ChunkSink:
-        async def publish(attempt: int, seq: int, delta: str, final: bool) -> None:
-            chunk = records.reply_chunk(job.message, attempt, seq, delta, final)
-            await self.publisher.reply_chunk(chunk)
-
-        return publish
+    async def _call(self, job: Job, profile: dict[str, Any]) -> Answer:
+        pipe = ChunkPipe(self.publisher, job.message) if profile.get("stream") else None
+        try:
+            return await self.caller.call(job.message.message_id, targets_of(profile),
+                                          lambda target: self._request(job, profile, target),
+                                          self._estimate(job, profile), pipe.put if pipe else None)
+        except asyncio.CancelledError:
+            if pipe is not None:
+                pipe.cancel()
+                pipe = None
+            raise
+        finally:
+            if pipe is not None:
+                await pipe.close()  # every chunk goes out before the reply (or the error reply)
 
     def _request(self, job: Job, profile: dict[str, Any], target: Target) -> ChatRequest:
         return ChatRequest(

@@ -63,11 +63,12 @@ def ok_reply(message: MessageCreated, profile: dict[str, Any], answer: Answer) -
                   finish_reason=result.finish_reason, provider_request_id=result.request_id)
 
 
-def reply_chunk(message: MessageCreated, attempt: int, seq: int, delta: str, final: bool) -> ReplyChunk:
+def reply_chunk(message: MessageCreated, stream_id: str, attempt: int, seq: int, delta: str,
+                final: bool) -> ReplyChunk:
     return ReplyChunk(
-        chunk_id=ids.chunk_id(message.message_id, attempt, seq), message_id=message.message_id,
+        chunk_id=ids.chunk_id(message.message_id, stream_id, seq), message_id=message.message_id,
         reply_id=ids.reply_id(message.message_id), agent_id=message.agent_id, room_id=message.room_id,
-        attempt=attempt, seq=seq, delta=delta, final=final, created_at=now_utc(),
+        stream_id=stream_id, attempt=attempt, seq=seq, delta=delta, final=final, created_at=now_utc(),
     )
 
 

@@ -11,10 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from gateway_app.resilience.breaker import BreakerPolicy, CircuitBreaker, State
+from gateway_app.resilience.breaker import BreakerPolicy, CircuitBreaker, Permit, State
 
 log = logging.getLogger(__name__)
 CAP_WINDOW_SECONDS = 60.0  # provider limits are per minute
+MAX_PAUSE_SECONDS = 300.0  # a longer Retry-After is still honoured for this long
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ def parse_caps(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Caps]:
         unknown = set(value) - {"rpm", "tpm"}
         if unknown:
             raise ValueError(f"provider limit {key!r}: unknown field(s) {sorted(unknown)}; use rpm and tpm")
+        for name, limit in value.items():
+            if not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"provider limit {key!r}: {name} must be a whole number >= 1, got {limit!r}")
         caps[key] = Caps(value.get("rpm"), value.get("tpm"))
     return caps
 
@@ -68,35 +72,38 @@ class Endpoint:
             return window_left
         return 0.0
 
-    def take(self, tokens: int) -> None:
+    def take(self, tokens: int) -> float:
+        """Count a call of about `tokens` tokens; returns its window (for `settle`)."""
         self.requests += 1
         self.tokens += tokens
         self.calls += 1
+        return self.window_start
 
-    def settle(self, reserved: int, used: int) -> None:
-        """Replace a call's token estimate by what it used."""
-        self.tokens = max(0, self.tokens + used - reserved)
+    def settle(self, window: float, reserved: int, used: int) -> None:
+        """Replace a call's token estimate by what it used, if its window is still the current one."""
+        if window == self.window_start:
+            self.tokens = max(0, self.tokens + used - reserved)
 
     def pause(self, seconds: float, now: float) -> None:
-        until = now + seconds
+        until = now + min(seconds, MAX_PAUSE_SECONDS)
         if until > self.paused_until:
             self.paused_until = until
             log.warning("provider.paused endpoint=%s seconds=%.3f", self.key, seconds)
 
-    def allow(self, now: float) -> bool:
+    def allow(self, now: float) -> Permit | None:
         before = self.breaker.state
-        allowed = self.breaker.allow(now)
+        permit = self.breaker.allow(now)
         self._log_change(before)
-        return allowed
+        return permit
 
-    def record(self, ok: bool | None, now: float) -> None:
+    def record(self, permit: Permit, ok: bool | None, now: float) -> None:
         """ok=None: the outcome says nothing about the endpoint's health (4xx, 429, cancelled)."""
         before = self.breaker.state
         if ok is None:
-            self.breaker.release()
+            self.breaker.release(permit)
         else:
             self.failures += 0 if ok else 1
-            self.breaker.record(ok, now)
+            self.breaker.record(permit, ok, now)
         self._log_change(before)
 
     def _log_change(self, before: State) -> None:

@@ -172,7 +172,7 @@ async def test_stream_chunks_in_order_and_a_broken_stream_is_retried():
     pool = Pool(a=Scripted(["cut", "no-result"]))
     chunks = []
 
-    async def sink(attempt, seq, delta, final):
+    def sink(attempt, seq, delta, final):
         chunks.append((attempt, seq, delta, final))
 
     answer = await caller(pool).call("m", [PRIMARY], req, 5, sink)
@@ -186,7 +186,7 @@ async def test_stream_chunks_in_order_and_a_broken_stream_is_retried():
 async def test_first_token_timeout():
     pool = Pool(a=Scripted(["hang"]))
 
-    async def sink(*args):
+    def sink(*args):
         pass
 
     answer = await caller(pool, first_token_timeout_seconds=0.05).call("m", [PRIMARY], req, 5, sink)
@@ -203,15 +203,63 @@ def test_caps_wait_for_the_next_minute_and_settle_to_actual_tokens():
     assert small.wait_time(10, 60.0) == 0  # a new window
     big = endpoints.get("a", "big", "u")
     big.wait_time(80, 0.0)
-    big.take(80)
+    window = big.take(80)
     assert big.wait_time(30, 1.0) > 0
-    big.settle(80, 20)  # it used 20, not 80
+    big.settle(window, 80, 20)  # it used 20, not 80
     assert big.wait_time(30, 1.0) == 0
+    late = big.take(30)
+    big.wait_time(10, 61.0)  # a new window began before the call settled
+    big.settle(late, 30, 5)
+    assert big.tokens == 0  # the old window's reservation is not taken out of the new one
 
 
-def test_unknown_cap_fields_are_refused():
+def test_unknown_or_non_positive_caps_are_refused():
     with pytest.raises(ValueError, match="unknown field"):
         parse_caps({"a": {"rps": 3}})
+    with pytest.raises(ValueError, match=">= 1"):
+        parse_caps({"a": {"rpm": 0}})
+
+
+async def test_deadline_spent_skips_later_targets_without_blaming_them():
+    pool = Pool(a=Scripted(["hang"] * 5), b=Scripted([]))
+    call = caller(pool, call_timeout_seconds=1.2, message_deadline_seconds=1.5, retry_max_attempts=2)
+    with pytest.raises(CallFailed) as caught:
+        await call.call("m", [PRIMARY, FALLBACK], req, 5)
+    assert pool.get("b").calls == 0 and caught.value.code == ErrorCode.PROVIDER_TIMEOUT
+    assert caught.value.history[-1]["outcome"] == "deadline_exceeded"
+    assert call.endpoints.get("b", "m2", "http://scripted").failures == 0
+
+
+async def test_waiting_for_an_in_flight_slot_stays_within_the_deadline():
+    pool = Pool(a=Scripted([]))
+    call = caller(pool, call_timeout_seconds=5, message_deadline_seconds=1.5)
+    call.in_flight = asyncio.Semaphore(1)
+    await call.in_flight.acquire()  # another message holds the only slot for longer than our deadline
+    started = time.monotonic()
+    with pytest.raises(CallFailed) as caught:
+        await call.call("m2", [PRIMARY], req, 5)
+    assert time.monotonic() - started < 2 and "in-flight slot" in caught.value.reason
+    assert pool.get("a").calls == 0
+
+
+async def test_own_failures_not_the_breaker_are_the_reason():
+    pool = Pool(a=Scripted([UNAVAILABLE] * 10))
+    with pytest.raises(CallFailed) as caught:
+        await caller(pool, breaker_consecutive_failures=2).call("m", [PRIMARY], req, 5)
+    assert caught.value.code == ErrorCode.PROVIDER_UNAVAILABLE
+
+
+async def test_adapter_bug_fails_the_message_without_blaming_the_endpoint():
+    class Broken(Scripted):
+        async def complete(self, request):
+            raise AttributeError("oops")
+
+    pool = Pool(a=Broken([]))
+    call = caller(pool)
+    with pytest.raises(CallFailed) as caught:
+        await call.call("m", [PRIMARY], req, 5)
+    assert caught.value.code == ErrorCode.PROVIDER_ERROR and caught.value.attempts == 1
+    assert call.endpoints.get("a", "m1", "http://scripted").failures == 0
 
 
 def test_targets_are_the_provider_then_the_fallbacks():
