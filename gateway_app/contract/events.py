@@ -53,6 +53,19 @@ class RateLimits(_Input):
     tpm: int | None = Field(default=None, ge=1)
 
 
+class FunctionSpec(_Input):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolSpec(_Input):
+    """A function the model may call, in the OpenAI shape; each provider maps it to its own."""
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
 class FallbackTarget(_Input):
     """A provider + model tried when the ones before it failed after their retries or are circuit-open."""
 
@@ -82,7 +95,7 @@ class AgentProfile(_Input):
     # Up to 4 stop sequences, and tools in the OpenAI function-tool shape
     # ({"type": "function", "function": {"name", "description", "parameters"}}); each provider maps them.
     stop: list[str] = Field(default_factory=list, max_length=4)
-    tools: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=64)
     fallbacks: list[FallbackTarget] = Field(default_factory=list, max_length=MAX_FALLBACKS)
     # Stream the answer: chunk events on `ai-message-reply-chunks`, then the usual final reply.
     stream: bool = False
@@ -140,6 +153,12 @@ class Usage(_Output):
     reasoning_tokens: int = 0
 
 
+class ToolCallOut(_Output):
+    id: str
+    name: str
+    arguments: str  # a JSON object, as text
+
+
 class MessageReply(_Output):
     """`ai-message-reply` (key = room id): the answer, or why there is none."""
 
@@ -161,6 +180,7 @@ class MessageReply(_Output):
     attempts: int = 0                   # provider calls made for this message
     finish_reason: str | None = None    # stop | length | tool_calls | content_filter | ...
     provider_request_id: str | None = None
+    tool_calls: list[ToolCallOut] = Field(default_factory=list)  # functions the model asks the caller to run
     contract_version: Literal[1] = CONTRACT_VERSION
 
 

@@ -256,7 +256,7 @@ class MessageFlow:
             temperature=float(profile.get("temperature", 0.7)),
             max_tokens=int(profile["max_tokens"]),
             stop=tuple(profile.get("stop") or ()),
-            tools=tuple(profile.get("tools") or ()),
+            tools=tuple({"type": "function", "function": tool["function"]} for tool in profile.get("tools") or ()),
             options=target.options,
         )
 

@@ -9,6 +9,7 @@ from gateway_app.contract import ids
 from gateway_app.contract.events import (
     BillingEvent,
     ReplyChunk,
+    ToolCallOut,
     DeadLetter,
     ErrorCode,
     ErrorInfo,
@@ -60,7 +61,8 @@ def ok_reply(message: MessageCreated, profile: dict[str, Any], answer: Answer) -
                   status=ReplyStatus.OK, error=None, profile=profile, usage=usage_of(result.usage),
                   latency_ms=answer.latency_ms, provider=target.provider, model=target.model,
                   fallback_index=target.fallback_index, attempts=answer.attempts,
-                  finish_reason=result.finish_reason, provider_request_id=result.request_id)
+                  finish_reason=result.finish_reason, provider_request_id=result.request_id,
+                  tool_calls=[ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls])
 
 
 def reply_chunk(message: MessageCreated, stream_id: str, attempt: int, seq: int, delta: str,
@@ -103,7 +105,7 @@ def billing(message: MessageCreated, answer: Answer, prices: PriceTable) -> Bill
         model=model,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        cost_usd=f"{prices.cost(provider, model, usage.input_tokens, usage.output_tokens):f}",
+        cost_usd=f"{prices.cost(provider, model, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens):f}",
         price_version=prices.version,
         created_at=now_utc(),
         cached_input_tokens=usage.cached_input_tokens,

@@ -23,18 +23,24 @@ class PriceTable:
     version: str
     models: dict[str, dict[str, dict[str, str]]]
 
-    def rates(self, provider: str, model: str) -> tuple[Decimal, Decimal] | None:
+    def rates(self, provider: str, model: str) -> tuple[Decimal, Decimal, Decimal] | None:
+        """(input, cached input, output) per million tokens; cached input defaults to the input rate."""
         by_model = self.models.get(provider, {})
         entry = by_model.get(model) or by_model.get("*")
-        return None if entry is None else (Decimal(entry["input"]), Decimal(entry["output"]))
+        if entry is None:
+            return None
+        return Decimal(entry["input"]), Decimal(entry.get("cached_input", entry["input"])), Decimal(entry["output"])
 
-    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int,
+             cached_input_tokens: int = 0) -> Decimal:
+        """`input_tokens` includes `cached_input_tokens`, which are billed at the cached rate."""
         rates = self.rates(provider, model)
         if rates is None:
             # Billed at 0 but with tokens recorded: a replay with an updated table recomputes it.
             log.warning("pricing.unknown_model provider=%s model=%s version=%s", provider, model, self.version)
             return Decimal(0).quantize(QUANTUM)
-        total = rates[0] * input_tokens + rates[1] * output_tokens
+        cached = min(cached_input_tokens, input_tokens)
+        total = rates[0] * (input_tokens - cached) + rates[1] * cached + rates[2] * output_tokens
         return (total / PER_TOKENS).quantize(QUANTUM)
 
 

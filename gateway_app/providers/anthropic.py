@@ -23,6 +23,8 @@ from gateway_app.providers.base import (
     StreamEvent,
     TextDelta,
     TokenUsage,
+    ToolCall,
+    ToolCallParts,
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -60,38 +62,57 @@ def to_usage(usage: Any) -> TokenUsage:
                       output_tokens=usage.output_tokens or 0, cached_input_tokens=cached)
 
 
-def block_text(block: Any) -> str:
-    if getattr(block, "type", None) == "text":
-        return block.text
-    if getattr(block, "type", None) == "tool_use":
-        return json.dumps({"tool": block.name, "id": block.id, "input": block.input})
-    return ""
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, int):
+        raise errors.bad_response(f"usage.{name} is {value!r}")
+    return value
 
 
 def to_result(message: Any) -> ChatResult:
+    """The SDK builds the message without validating it: check every field we rely on."""
     content = getattr(message, "content", None)
     if getattr(message, "type", None) != "message" or not isinstance(content, list):
         raise errors.bad_response(f"not a message: {str(getattr(message, 'type', message))[:120]}")
+    if not message.stop_reason or message.usage is None:
+        raise errors.bad_response("no stop_reason or usage")
+    _count(message.usage.input_tokens, "input_tokens")
+    _count(message.usage.output_tokens, "output_tokens")
+    texts, calls = [], []
+    for block in content:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            if not isinstance(block.text, str):
+                raise errors.bad_response("a text block without text")
+            texts.append(block.text)
+        elif kind == "tool_use":
+            calls.append(ToolCall(str(block.id), block.name, json.dumps(block.input)))
     return ChatResult(
-        text="".join(block_text(block) for block in content),
+        text="".join(texts),
         finish_reason=finish.normalize(message.stop_reason),
         usage=to_usage(message.usage),
-        request_id=getattr(message, "_request_id", None) or message.id,
+        request_id=str(getattr(message, "_request_id", None) or message.id),
+        tool_calls=tuple(calls),
     )
 
 
 def classify(exc: Exception, *, streaming: bool = False) -> ProviderError:
+    """The one place where this SDK's exceptions become gateway errors.
+
+    `streaming`: the response had started; a dropped connection or timeout now breaks a stream.
+    """
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, anthropic.APITimeoutError):
-        return errors.timed_out()
     if isinstance(exc, anthropic.APIStatusError):
         if exc.status_code < 400:  # an `error` event inside a 200 stream (e.g. overloaded_error)
             return errors.stream_interrupted(exc.message[:300])
         return errors.from_status(exc.status_code, exc.message, exc.response.headers)
+    if streaming and isinstance(exc, (anthropic.APIConnectionError, anthropic.APITimeoutError)):
+        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
+    if isinstance(exc, anthropic.APITimeoutError):
+        return errors.timed_out()
     if isinstance(exc, anthropic.APIConnectionError):
         return errors.connection_failed(exc)
-    if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
+    if isinstance(exc, (anthropic.APIResponseValidationError, ValueError, TypeError, AttributeError, KeyError)):
         return errors.bad_response(f"{type(exc).__name__}: {exc}"[:300])
     if streaming:
         return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
@@ -121,26 +142,28 @@ class AnthropicProvider:
             api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        client = self._client(request)
+        client, params = self._client(request), to_params(request)
         try:
-            message = await client.messages.create(**to_params(request))
+            return to_result(await client.messages.create(**params))
         except Exception as exc:
             raise classify(exc) from exc
-        return to_result(message)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        client = self._client(request)
+        client, params = self._client(request), to_params(request)
         state = _StreamState()
+        started = False
         try:
-            events = await client.messages.create(**to_params(request), stream=True)
+            events = await client.messages.create(**params, stream=True)
+            started = True
             async with events:
                 async for event in events:
                     delta = state.apply(event)
                     if delta:
                         yield TextDelta(delta)
+            result = state.result()
         except Exception as exc:
-            raise classify(exc, streaming=True) from exc
-        yield state.result()
+            raise classify(exc, streaming=started) from exc
+        yield result
 
     async def aclose(self) -> None:
         await self._clients.aclose()
@@ -155,15 +178,17 @@ class _StreamState:
         self.output_tokens = 0
         self.stop_reason: str | None = None
         self.parts: list[str] = []
+        self.tools = ToolCallParts()
         self.stopped = False
 
     def apply(self, event: Any) -> str:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.message_id, self.usage = event.message.id, event.message.usage
-        elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
-            self.parts.append(event.delta.text)
-            return event.delta.text
+        elif kind == "content_block_start" and getattr(event.content_block, "type", None) == "tool_use":
+            self.tools.add(event.index, id=event.content_block.id, name=event.content_block.name)
+        elif kind == "content_block_delta":
+            return self._delta(event)
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason or self.stop_reason
             self.output_tokens = event.usage.output_tokens  # cumulative, per the API reference
@@ -171,9 +196,21 @@ class _StreamState:
             self.stopped = True
         return ""
 
+    def _delta(self, event: Any) -> str:
+        kind = getattr(event.delta, "type", None)
+        if kind == "text_delta":
+            self.parts.append(event.delta.text)
+            return event.delta.text
+        if kind == "input_json_delta":
+            self.tools.add(event.index, arguments=event.delta.partial_json)
+        return ""
+
     def result(self) -> ChatResult:
         if not self.stopped or self.usage is None:
             raise errors.stream_interrupted("no message_stop before the stream ended")
+        if not self.stop_reason:
+            raise errors.stream_interrupted("no stop_reason in the stream")
         start = to_usage(self.usage)
-        usage = TokenUsage(start.input_tokens, self.output_tokens, start.cached_input_tokens)
-        return ChatResult("".join(self.parts), finish.normalize(self.stop_reason), usage, self.message_id)
+        usage = TokenUsage(start.input_tokens, _count(self.output_tokens, "output_tokens"), start.cached_input_tokens)
+        return ChatResult("".join(self.parts), finish.normalize(self.stop_reason), usage,
+                          str(self.message_id) if self.message_id else None, self.tools.result())

@@ -41,11 +41,37 @@ class TokenUsage:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asks for; `arguments` is a JSON object as text (as OpenAI sends it)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatResult:
     text: str
     finish_reason: str
     usage: TokenUsage
     request_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+class ToolCallParts:
+    """Accumulates a streamed tool call's pieces by their index in the answer."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, index: int, *, id: str | None = None, name: str | None = None, arguments: str | None = None) -> None:
+        call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        call["id"] = id or call["id"]
+        call["name"] = name or call["name"]
+        call["arguments"] += arguments or ""
+
+    def result(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(c["id"], c["name"], c["arguments"] or "{}") for _, c in sorted(self._calls.items()))
 
 
 @dataclass(frozen=True)
@@ -103,15 +129,22 @@ C = TypeVar("C")
 
 
 class ClientCache(Generic[C]):
-    """SDK clients, one per (endpoint, key), created on first use and reused (pooled connections)."""
+    """SDK clients, one per (endpoint, key), created on first use and reused (pooled connections).
 
-    def __init__(self, close: Callable[[C], Awaitable[None]]) -> None:
+    Bounded: past `max_clients` distinct endpoints a new one is refused rather than another pool opened
+    (profiles may choose endpoints for some providers).
+    """
+
+    def __init__(self, close: Callable[[C], Awaitable[None]], max_clients: int = 32) -> None:
         self._clients: dict[Hashable, C] = {}
         self._close = close
+        self.max_clients = max_clients
 
     def get(self, key: Hashable, create: Callable[[], C]) -> C:
         client = self._clients.get(key)
         if client is None:
+            if len(self._clients) >= self.max_clients:
+                raise ProviderNotConfigured(f"already {self.max_clients} distinct endpoints in use; refusing another")
             client = self._clients[key] = create()
         return client
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from typing import Any, AsyncIterator
 
@@ -24,6 +24,8 @@ from gateway_app.providers.base import (
     StreamEvent,
     TextDelta,
     TokenUsage,
+    ToolCall,
+    ToolCallParts,
 )
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
@@ -46,28 +48,31 @@ def to_params(request: ChatRequest) -> dict[str, Any]:
 
 def to_usage(usage: Any) -> TokenUsage:
     billed = getattr(usage, "billed_units", None)
-    if billed is None:
-        return TokenUsage(0, 0)
+    if billed is None or billed.input_tokens is None or billed.output_tokens is None:
+        raise errors.bad_response("no usage.billed_units")
     cached = getattr(usage, "cached_tokens", None) or 0
-    return TokenUsage(int(billed.input_tokens or 0), int(billed.output_tokens or 0), int(cached))
+    return TokenUsage(int(billed.input_tokens), int(billed.output_tokens), int(cached))
 
 
-def content_text(message: Any) -> str:
-    parts = [item.text for item in (getattr(message, "content", None) or []) if getattr(item, "type", "") == "text"]
-    calls = getattr(message, "tool_calls", None) or []
-    if not parts and calls:
-        return json.dumps([call.dict() if hasattr(call, "dict") else str(call) for call in calls])
-    return "".join(parts)
+def to_tool_calls(calls: Any) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(str(c.id), c.function.name, c.function.arguments or "{}") for c in calls or ())
 
 
 def to_result(response: Any) -> ChatResult:
+    """The SDK builds the response without validating it: check every field we rely on."""
     message = getattr(response, "message", None)
-    if message is None or getattr(response, "finish_reason", None) is None:
-        raise errors.bad_response(f"no message in {str(response)[:160]}")
+    if message is None or not getattr(response, "finish_reason", None):
+        raise errors.bad_response(f"no message or finish_reason in {str(response)[:160]}")
     if response.finish_reason == "ERROR":
         raise errors.bad_response("the model stopped with finish_reason ERROR")
-    return ChatResult(content_text(message), finish.normalize(response.finish_reason), to_usage(response.usage),
-                      response.id)
+    texts = []
+    for item in getattr(message, "content", None) or []:
+        if getattr(item, "type", "") == "text":
+            if not isinstance(item.text, str):
+                raise errors.bad_response("a text item without text")
+            texts.append(item.text)
+    return ChatResult("".join(texts), finish.normalize(response.finish_reason), to_usage(response.usage),
+                      str(response.id), to_tool_calls(getattr(message, "tool_calls", None)))
 
 
 def classify(exc: Exception, *, streaming: bool = False) -> ProviderError:
@@ -127,24 +132,26 @@ class CohereProvider:
         return self._clients.get((base_url, key), create)[0]
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        client = self._client(request)
+        client, params = self._client(request), to_params(request)
         try:
-            response = await client.chat(**to_params(request))
+            return to_result(await client.chat(**params))
         except Exception as exc:
             raise classify(exc) from exc
-        return to_result(response)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        client = self._client(request)
+        client, params = self._client(request), to_params(request)
         state = _StreamState()
         try:
-            async for event in client.chat_stream(**to_params(request)):
-                delta = state.apply(event)
-                if delta:
-                    yield TextDelta(delta)
+            # aclosing: closing our generator must close the SDK's (and its HTTP response) at once.
+            async with contextlib.aclosing(client.chat_stream(**params)) as events:
+                async for event in events:
+                    delta = state.apply(event)
+                    if delta:
+                        yield TextDelta(delta)
+            result = state.result()
         except Exception as exc:
             raise classify(exc, streaming=True) from exc
-        yield state.result()
+        yield result
 
     async def aclose(self) -> None:
         await self._clients.aclose()
@@ -156,6 +163,7 @@ class _StreamState:
     def __init__(self) -> None:
         self.message_id: str | None = None
         self.parts: list[str] = []
+        self.tools = ToolCallParts()
         self.end: Any = None
 
     def apply(self, event: Any) -> str:
@@ -169,6 +177,11 @@ class _StreamState:
             text = event.delta.message.content.text or ""
             self.parts.append(text)
             return text
+        elif kind in ("tool-call-start", "tool-call-delta"):
+            call = event.delta.message.tool_calls
+            function = getattr(call, "function", None)
+            self.tools.add(event.index, id=getattr(call, "id", None), name=getattr(function, "name", None),
+                           arguments=getattr(function, "arguments", None))
         elif kind == "message-end":
             self.end = event.delta
         return ""
@@ -178,5 +191,7 @@ class _StreamState:
             raise errors.stream_interrupted("no message-end before the stream ended")
         if self.end.finish_reason == "ERROR":
             raise errors.stream_interrupted("the model stopped with finish_reason ERROR")
+        if not self.end.finish_reason:
+            raise errors.stream_interrupted("no finish_reason in message-end")
         return ChatResult("".join(self.parts), finish.normalize(self.end.finish_reason), to_usage(self.end.usage),
-                          self.message_id)
+                          self.message_id, self.tools.result())

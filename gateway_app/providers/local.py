@@ -2,8 +2,8 @@
 
 `LOCAL_LLM_BASE_URL` (e.g. `http://127.0.0.1:11434/v1`), `LOCAL_LLM_API_KEY` (optional: most local
 servers ignore it). A profile may point one agent at another server with `options.base_url`, but only
-to a host listed in `LOCAL_LLM_ALLOWED_HOSTS` (comma-separated host names): a profile must not be able
-to make the gateway call arbitrary addresses.
+to an entry of `LOCAL_LLM_ALLOWED_HOSTS` (comma-separated `host` = any port, or `host:port`): a profile
+must not be able to make the gateway call arbitrary addresses.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ def resolve_base_url(configured: str | None, override: str | None, allowed: froz
         parts = urlsplit(override)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ProviderNotConfigured(f"options.base_url {override!r} is not an http(s) URL")
-        if parts.hostname.lower() not in allowed:
+        host = parts.hostname.lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if host not in allowed and f"{host}:{port}" not in allowed:
             raise ProviderNotConfigured(
-                f"options.base_url host {parts.hostname!r} is not in LOCAL_LLM_ALLOWED_HOSTS")
+                f"options.base_url {host}:{port} is not in LOCAL_LLM_ALLOWED_HOSTS")
         return override
     if not configured:
         raise ProviderNotConfigured("LOCAL_LLM_BASE_URL is not set")
@@ -58,7 +60,7 @@ class LocalProvider:
             api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        return await openai_compat.complete(self._client(request), request)
+        return await openai_compat.complete(self._client(request), request, usage_required=False)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         # Some local servers do not send a usage chunk; their streamed calls are then billed at 0 tokens.

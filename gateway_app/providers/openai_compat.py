@@ -7,7 +7,6 @@ decides, and a second hidden loop would multiply the delays.
 
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import openai
@@ -21,6 +20,8 @@ from gateway_app.providers.base import (
     StreamEvent,
     TextDelta,
     TokenUsage,
+    ToolCall,
+    ToolCallParts,
 )
 
 
@@ -59,21 +60,29 @@ def to_usage(usage: Any) -> TokenUsage:
     )
 
 
-def to_result(completion: Any) -> ChatResult:
-    """The SDK builds response objects without validating them: check the fields we rely on."""
+def to_tool_calls(calls: Any) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(str(c.id), c.function.name, c.function.arguments or "{}") for c in calls or ())
+
+
+def to_result(completion: Any, *, usage_required: bool = True) -> ChatResult:
+    """The SDK builds response objects without validating them: check every field we rely on."""
     choices = getattr(completion, "choices", None)
     if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
         raise errors.bad_response(f"no choices in {_preview(completion)}")
     choice = choices[0]
-    text = choice.message.content or ""
-    if choice.message.tool_calls:  # a tool call is answered as its JSON, so the caller can act on it
-        text = text or json.dumps([call.model_dump() for call in choice.message.tool_calls])
-    return ChatResult(
-        text=text,
-        finish_reason=choice.finish_reason or "stop",
-        usage=to_usage(completion.usage),
-        request_id=getattr(completion, "_request_id", None) or completion.id,
-    )
+    if not choice.finish_reason:
+        raise errors.bad_response("no finish_reason")
+    if completion.usage is None and usage_required:
+        raise errors.bad_response("no usage")
+    text, finish = choice.message.content, choice.finish_reason
+    tool_calls = to_tool_calls(choice.message.tool_calls)
+    if text is None and getattr(choice.message, "refusal", None):
+        text, finish = choice.message.refusal, "content_filter"
+    if not isinstance(text, str) and not (text is None and tool_calls):
+        raise errors.bad_response(f"no text and no tool calls in {_preview(completion)}")
+    return ChatResult(text=text or "", finish_reason=finish, usage=to_usage(completion.usage),
+                      request_id=str(getattr(completion, "_request_id", None) or completion.id),
+                      tool_calls=tool_calls)
 
 
 def _preview(value: Any) -> str:
@@ -82,53 +91,68 @@ def _preview(value: Any) -> str:
 
 
 def classify(exc: Exception, *, streaming: bool = False) -> ProviderError:
-    """The one place where this SDK's exceptions become gateway errors."""
+    """The one place where this SDK's exceptions become gateway errors.
+
+    `streaming`: the response had started; a dropped connection or timeout now breaks a stream.
+    """
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return errors.timed_out()
     if isinstance(exc, openai.APIStatusError):
         return errors.from_status(exc.status_code, exc.message, exc.response.headers)
+    if streaming and isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
+        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
+    if isinstance(exc, openai.APITimeoutError):
+        return errors.timed_out()
     if isinstance(exc, openai.APIConnectionError):
         return errors.connection_failed(exc)
-    if isinstance(exc, openai.APIResponseValidationError) or isinstance(exc, ValueError):
-        return errors.bad_response(str(exc)[:200])
-    if streaming:  # an `error` object mid-stream, or the transport dropped while reading the body
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, KeyError)):
+        return errors.bad_response(f"{type(exc).__name__}: {exc}"[:300])
+    if streaming:  # an `error` object mid-stream
         return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
     return errors.unexpected(exc)
 
 
-async def complete(client: openai.AsyncOpenAI, request: ChatRequest) -> ChatResult:
+async def complete(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_required: bool = True) -> ChatResult:
+    params = to_params(request, stream=False)
     try:
-        completion = await client.chat.completions.create(**to_params(request, stream=False))
+        completion = await client.chat.completions.create(**params)
+        return to_result(completion, usage_required=usage_required)
     except Exception as exc:
         raise classify(exc) from exc
-    return to_result(completion)
 
 
 async def stream(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_required: bool = True
                  ) -> AsyncIterator[StreamEvent]:
     """Deltas, then one ChatResult once the stream has finished properly (finish reason and usage seen)."""
-    finish, usage, request_id, parts = None, None, None, []
+    params = to_params(request, stream=True)
+    finish, usage, request_id, parts, tools = None, None, None, [], ToolCallParts()
+    started = False
     try:
-        response = await client.chat.completions.create(**to_params(request, stream=True))
+        response = await client.chat.completions.create(**params)
+        started = True
         async with response:
             async for chunk in response:
                 request_id = request_id or getattr(chunk, "id", None)
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
                 for choice in chunk.choices or ():
-                    if choice.delta is not None and choice.delta.content:
-                        parts.append(choice.delta.content)
-                        yield TextDelta(choice.delta.content)
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        parts.append(delta.content)
+                        yield TextDelta(delta.content)
+                    for call in (delta.tool_calls or ()) if delta is not None else ():
+                        function = call.function
+                        tools.add(call.index, id=call.id, name=function.name if function else None,
+                                  arguments=function.arguments if function else None)
                     finish = choice.finish_reason or finish
     except Exception as exc:
-        raise classify(exc, streaming=True) from exc
+        raise classify(exc, streaming=started) from exc
     if finish is None:
         raise errors.stream_interrupted("no finish_reason before the stream ended")
     if usage is None and usage_required:
         raise errors.stream_interrupted("no usage chunk before the stream ended")
-    yield ChatResult(text="".join(parts), finish_reason=finish, usage=to_usage(usage), request_id=request_id)
+    yield ChatResult(text="".join(parts), finish_reason=finish, usage=to_usage(usage),
+                     request_id=str(request_id) if request_id else None, tool_calls=tools.result())
 
 
 def client_cache() -> ClientCache[openai.AsyncOpenAI]:

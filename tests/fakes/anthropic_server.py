@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, sse_event, word_pieces, words
+from tests.fakes.base import TOOL_ARGUMENT_PIECES, FakeServer, sse_event, wants_tool, word_pieces, words
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -39,6 +39,9 @@ class FakeAnthropic(FakeServer):
             headers["retry-after"] = "1"
         return web.json_response(body, status=status, headers=headers)
 
+    def hollow(self) -> dict[str, Any]:
+        return {"id": "msg_hollow", "type": "message", "content": []}
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         # The SDK sends the key as `x-api-key` or (newer releases) as a bearer token.
         if not (request.headers.get("x-api-key") or request.headers.get("Authorization", "").startswith("Bearer ")):
@@ -55,6 +58,9 @@ class FakeAnthropic(FakeServer):
         text = f"fake-anthropic says: {last}"
         usage = self.usage(body, text)
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
+        tool = wants_tool(body, last)
+        if tool is not None:
+            return await self.tool_answer(request, body, message_id, tool, usage)
         if body.get("stream"):
             events = self.events(message_id, body["model"], text, usage)
             if fault is not None and fault.kind == "error200":
@@ -68,6 +74,29 @@ class FakeAnthropic(FakeServer):
                    "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
                    "usage": usage}
         return await self.json_answer(request, fault, message, self.headers())
+
+    async def tool_answer(self, request: web.Request, body: dict[str, Any], message_id: str, tool: str,
+                          usage: dict[str, Any]) -> web.StreamResponse:
+        tool_id = f"toolu_{uuid.uuid4().hex[:20]}"
+        if not body.get("stream"):
+            return web.json_response({
+                "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": "Let me check."},
+                            {"type": "tool_use", "id": tool_id, "name": tool, "input": {"city": "Paris"}}],
+                "stop_reason": "tool_use", "stop_sequence": None, "usage": usage}, headers=self.headers())
+        events = self.events(message_id, body["model"], "Let me check.", usage)
+        tool_events = [
+            sse_event({"type": "content_block_start", "index": 1, "content_block": {
+                "type": "tool_use", "id": tool_id, "name": tool, "input": {}}}, "content_block_start"),
+            *(sse_event({"type": "content_block_delta", "index": 1,
+                         "delta": {"type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+              for piece in TOOL_ARGUMENT_PIECES),
+            sse_event({"type": "content_block_stop", "index": 1}, "content_block_stop"),
+            sse_event({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                       "usage": {"output_tokens": usage["output_tokens"]}}, "message_delta"),
+        ]
+        events = events[:-2] + tool_events + events[-1:]  # replace the text answer's message_delta
+        return await self.sse(request, None, events, self.headers())
 
     @staticmethod
     def usage(body: dict[str, Any], text: str) -> dict[str, Any]:

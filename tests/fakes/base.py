@@ -10,9 +10,13 @@ A request asks for a fault when its last user message starts with `FAULT:`:
     FAULT:reset               drop the connection without a response
     FAULT:malformed           200 whose body is not JSON
     FAULT:error200            200 whose body is the provider's error object
+    FAULT:hollow              200 with a JSON body of the right type but without text, finish reason, usage
     FAULT:cut                 drop the connection halfway through the body / stream
     FAULT:truncate            end the stream cleanly halfway, without its terminal event
     FAULT:flaky:<n>:<fault>   <fault> for the first n requests carrying this exact message, then answer
+
+A request with tools whose last message starts with `TOOL:` is answered with a call of its first tool
+with the arguments `TOOL_ARGUMENTS` (streamed: the arguments in two pieces).
 
 `FAULT@<server>:<fault>` applies only on the server of that name (e.g. `FAULT@openai:503`) and is
 answered normally by the others: a fallback behind a failing provider can then answer the same message.
@@ -30,6 +34,17 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 HANG_SECONDS = 3600
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+TOOL_ARGUMENT_PIECES = ['{"city": ', '"Paris"}']
+
+
+def wants_tool(body: dict[str, Any], last: str) -> str | None:
+    """The name of the tool to call, when the request asks for a tool call."""
+    tools = body.get("tools") or []
+    if not tools or not last.startswith("TOOL:"):
+        return None
+    first = tools[0]
+    return first.get("function", first)["name"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,7 @@ def parse_fault(content: str, seen: int, server: str = "") -> Fault | None:
         return Fault("status", status=429, retry_after=False)
     if spec.isdigit():
         return Fault("status", status=int(spec))
-    if spec in ("hang", "reset", "malformed", "error200", "cut", "truncate"):
+    if spec in ("hang", "reset", "malformed", "error200", "hollow", "cut", "truncate"):
         return Fault(spec)
     raise ValueError(f"unknown fault {spec!r}")
 
@@ -106,7 +121,13 @@ class FakeServer:
             return error(fault.status, fault.retry_after)
         if fault.kind == "malformed":
             return web.Response(status=200, body=b'{"id": "x", "choices": [', content_type="application/json")
+        if fault.kind == "hollow":
+            return web.json_response(self.hollow())
         return None  # error200 / cut / truncate: the protocol module handles them
+
+    def hollow(self) -> dict[str, Any]:
+        """A 200 body of the answer's type with nothing we rely on in it (each protocol says which)."""
+        return {"id": "hollow"}
 
     async def json_answer(self, request: web.Request, fault: Fault | None, body: dict[str, Any],
                           headers: dict[str, str]) -> web.StreamResponse:

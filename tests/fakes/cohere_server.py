@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, sse_event, word_pieces, words
+from tests.fakes.base import TOOL_ARGUMENT_PIECES, TOOL_ARGUMENTS, FakeServer, sse_event, wants_tool, word_pieces, words
 
 TEMPLATE_TOKENS = 60
 
@@ -48,12 +48,39 @@ class FakeCohere(FakeServer):
         text = f"fake-cohere says: {last}"
         usage = self.usage(body, text)
         chat_id = str(uuid.uuid4())
+        tool = wants_tool(body, last)
+        if tool is not None:
+            return await self.tool_answer(request, body, chat_id, tool, usage)
         if body.get("stream"):
             finish = "ERROR" if fault is not None and fault.kind == "error200" else "COMPLETE"
             return await self.sse(request, fault, self.events(chat_id, text, usage, finish), self.headers())
         response = {"id": chat_id, "finish_reason": "COMPLETE",
                     "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}, "usage": usage}
         return await self.json_answer(request, fault, response, self.headers())
+
+    async def tool_answer(self, request: web.Request, body: dict[str, Any], chat_id: str, tool: str,
+                          usage: dict[str, Any]) -> web.StreamResponse:
+        call_id = f"{tool}_{uuid.uuid4().hex[:8]}"
+        if not body.get("stream"):
+            call = {"id": call_id, "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+            return web.json_response({"id": chat_id, "finish_reason": "TOOL_CALL", "usage": usage, "message": {
+                "role": "assistant", "tool_plan": "I will look it up.", "tool_calls": [call]}}, headers=self.headers())
+        start = {"id": call_id, "type": "function", "function": {"name": tool, "arguments": ""}}
+        events = [
+            sse_event({"id": chat_id, "type": "message-start", "delta": {"message": {
+                "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}},
+                "message-start"),
+            sse_event({"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "I will look it up."}}},
+                      "tool-plan-delta"),
+            sse_event({"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": start}}},
+                      "tool-call-start"),
+            *(sse_event({"type": "tool-call-delta", "index": 0,
+                         "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}}}, "tool-call-delta")
+              for piece in TOOL_ARGUMENT_PIECES),
+            sse_event({"type": "tool-call-end", "index": 0}, "tool-call-end"),
+            sse_event({"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": usage}}, "message-end"),
+        ]
+        return await self.sse(request, None, events, self.headers())
 
     @staticmethod
     def usage(body: dict[str, Any], text: str) -> dict[str, Any]:

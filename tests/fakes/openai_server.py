@@ -15,7 +15,16 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import Fault, FakeServer, ServerThread, sse_event, word_pieces, words
+from tests.fakes.base import (
+    TOOL_ARGUMENT_PIECES,
+    TOOL_ARGUMENTS,
+    FakeServer,
+    ServerThread,
+    sse_event,
+    wants_tool,
+    word_pieces,
+    words,
+)
 
 __all__ = ["FakeOpenAI", "ServerThread"]
 
@@ -47,6 +56,9 @@ class FakeOpenAI(FakeServer):
             headers["retry-after"] = "1"
         return web.json_response(body, status=status, headers=headers)
 
+    def hollow(self) -> dict[str, Any]:
+        return {"id": "chatcmpl-hollow", "object": "chat.completion", "choices": [{"index": 0, "message": {}}]}
+
     def extra_body(self) -> dict[str, Any]:
         return {}
 
@@ -74,6 +86,9 @@ class FakeOpenAI(FakeServer):
         text = f"{self.answer_prefix} {last}"
         usage = self.usage(body, text)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        tool = wants_tool(body, last)
+        if tool is not None:
+            return await self.tool_answer(request, body, completion_id, tool, usage)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self.sse(request, fault, self.chunks(completion_id, body["model"], text, usage,
@@ -85,6 +100,29 @@ class FakeOpenAI(FakeServer):
             "usage": usage, "system_fingerprint": "fp_fake", **self.extra_body(),
         }
         return await self.json_answer(request, fault, completion, self.headers())
+
+    async def tool_answer(self, request: web.Request, body: dict[str, Any], completion_id: str, tool: str,
+                          usage: dict[str, Any]) -> web.StreamResponse:
+        call_id = f"call_{uuid.uuid4().hex[:12]}"
+        envelope = {"id": completion_id, "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            call = {"id": call_id, "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+            return web.json_response({
+                **envelope, "object": "chat.completion", "usage": usage, **self.extra_body(),
+                "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls", **self.extra_choice(),
+                             "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}}],
+            }, headers=self.headers())
+
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            return sse_event({**envelope, "object": "chat.completion.chunk", "choices": choices, **extra})
+
+        start = {"index": 0, "id": call_id, "type": "function", "function": {"name": tool, "arguments": ""}}
+        events = [chunk({"role": "assistant", "content": None, "tool_calls": [start]})]
+        events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                   for piece in TOOL_ARGUMENT_PIECES]
+        events += [chunk({}, "tool_calls"), chunk(None, usage=usage), sse_event("[DONE]")]
+        return await self.sse(request, None, events, self.headers())
 
     def usage(self, body: dict[str, Any], text: str) -> dict[str, Any]:
         prompt = " ".join(m["content"] for m in body["messages"])

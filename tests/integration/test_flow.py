@@ -208,7 +208,7 @@ async def test_openai_agent_answers_through_the_sdk_and_is_billed_from_the_price
     await chat.wait_for(lambda: any(b["message_id"] == good["messageId"] for _, b in chat.seen["billing"]),
                         what="billing event")
     bill = next(b for _, b in chat.seen["billing"] if b["message_id"] == good["messageId"])
-    assert bill["cost_usd"] == "0.00000375"  # (5 * 0.15 + 5 * 0.60) per million
+    assert bill["cost_usd"] == "0.00000360"  # (3 * 0.15 + 2 cached * 0.075 + 5 * 0.60) per million
     await chat.wait_for(lambda: any(d.get("message_id") == bad["messageId"] for _, d in chat.seen["dlq"]),
                         what="DLQ record of the failed call")
     dead = next(d for _, d in chat.seen["dlq"] if d.get("message_id") == bad["messageId"])

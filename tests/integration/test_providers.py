@@ -105,7 +105,7 @@ async def test_every_provider_answers_streamed_and_not(chat):
 
 
 # fault -> (stream?, outcome of one injected fault followed by a normal answer)
-ONCE = ["429", "429-bare", "500", "502", "503", "slow:300", "hang", "reset", "malformed", "error200", "cut"]
+ONCE = ["429", "429-bare", "500", "502", "503", "slow:300", "hang", "reset", "malformed", "error200", "hollow", "cut"]
 STREAM_ONCE = ["cut", "truncate", "error200", "hang"]
 PERMANENT = {"500": "provider_unavailable", "429": "provider_rate_limited", "400": "provider_rejected",
              "401": "provider_auth_failed", "hang": "provider_timeout", "malformed": "provider_bad_response"}

@@ -16,6 +16,14 @@ def test_cost_is_exact_decimal_per_million_tokens():
     assert table.cost("unknown", "m", 10, 10) == Decimal(0)
 
 
+def test_cached_input_tokens_are_billed_at_the_cached_rate():
+    table = PriceTable("t", {"p": {"m": {"input": "3.00", "cached_input": "0.30", "output": "15.00"},
+                                   "n": {"input": "1.00", "output": "2.00"}}})
+    # 100 000 input of which 90 000 cached: 10 000 * 3 + 90 000 * 0.30 = 57 000 per million.
+    assert table.cost("p", "m", 100_000, 0, cached_input_tokens=90_000) == Decimal("0.057")
+    assert table.cost("p", "n", 100, 0, cached_input_tokens=100) == table.cost("p", "n", 100, 0)
+
+
 def test_current_table_prices_echo_at_zero():
     table = current_table()
     assert table.version and table.cost("echo", "anything", 100, 100) == 0

@@ -4,6 +4,7 @@ request mapping, answer and usage mapping, streaming, and how each fault is clas
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -141,6 +142,19 @@ async def test_tools_are_mapped_to_each_protocol(wire, pool):
         assert sent == [WEATHER]
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+async def test_tool_calls_come_back_normalized(wire, pool, streamed):
+    spec, _ = wire
+    provider = pool.get(spec.name)
+    asking = ChatRequest("model-x", "", (ChatMessage("user", "TOOL: weather in Paris?"),), 0, 20, tools=(WEATHER,))
+    result = (await collect(provider.stream(asking)))[1] if streamed else await provider.complete(asking)
+    assert result.finish_reason == "tool_calls"
+    assert len(result.tool_calls) == 1
+    call = result.tool_calls[0]
+    assert call.name == "get_weather" and call.id and json.loads(call.arguments) == {"city": "Paris"}
+    assert result.usage.output_tokens > 0
+
+
 FAULTS = [
     # (fault, error code, retriable)
     ("429", ErrorCode.PROVIDER_RATE_LIMITED, True),
@@ -155,7 +169,8 @@ FAULTS = [
     ("reset", ErrorCode.PROVIDER_UNAVAILABLE, True),
     ("malformed", ErrorCode.PROVIDER_BAD_RESPONSE, True),
     ("error200", ErrorCode.PROVIDER_BAD_RESPONSE, True),
-    ("cut", None, True),  # bad response or a dropped connection: either way retriable
+    ("hollow", ErrorCode.PROVIDER_BAD_RESPONSE, True),
+    ("cut", ErrorCode.PROVIDER_UNAVAILABLE, True),  # the body dropped after the headers: a connection failure
 ]
 
 
@@ -177,7 +192,7 @@ async def test_faults_are_classified(wire, pool, fault, code, retriable):
 STREAM_FAULTS = [
     ("429", ErrorCode.PROVIDER_RATE_LIMITED),
     ("503", ErrorCode.PROVIDER_UNAVAILABLE),
-    ("cut", None),
+    ("cut", ErrorCode.PROVIDER_STREAM_INTERRUPTED),
     ("truncate", ErrorCode.PROVIDER_STREAM_INTERRUPTED),
     ("error200", None),
     ("malformed", None),
@@ -239,6 +254,9 @@ async def test_local_base_url_override_only_to_allowed_hosts(servers, monkeypatc
     with pytest.raises(ProviderError) as caught:
         await pool.get("local").complete(override)
     assert caught.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED and "LOCAL_LLM_ALLOWED_HOSTS" in str(caught.value)
-    monkeypatch.setenv("LOCAL_LLM_ALLOWED_HOSTS", "gpu-box.internal, 127.0.0.1")
+    monkeypatch.setenv("LOCAL_LLM_ALLOWED_HOSTS", "gpu-box.internal, 127.0.0.1:1")  # another port only
+    with pytest.raises(ProviderError):
+        await pool.get("local").complete(override)
+    monkeypatch.setenv("LOCAL_LLM_ALLOWED_HOSTS", f"gpu-box.internal, 127.0.0.1:{thread.port}")
     result = await pool.get("local").complete(override)
     assert result.text.endswith("via override")
