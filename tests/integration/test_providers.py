@@ -5,7 +5,7 @@ on one provider beside a healthy one. The matrix's figures (attempts, time, outc
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 import uuid
 
 import pytest
@@ -217,3 +217,28 @@ async def test_429_storm_on_one_provider_does_not_delay_an_agent_on_another(chat
     assert last_quiet < min(chat.arrival(m["messageId"]) for m in storm)
     # The pause held every storm message back together: 20 x 3 attempts at most, in 3 waves.
     assert servers["openai"].count("FAULT:429 storm") == 60
+
+
+async def test_tool_calls_reach_the_reply(chat):
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object",
+                                                               "properties": {"city": {"type": "string"}}}}}
+    sent = []
+    for name in PROVIDERS:
+        agent_id = agent(f"tools-{name}")
+        await chat.profile(profile(agent_id, provider=name, model=MODEL[name], tools=[weather],
+                                   stream=name in ("anthropic", "cohere")))
+        sent.append((name, message(agent_id, content="TOOL: weather in Paris?")))
+    bad_tools = agent("tools-bad")
+    await chat.profile(profile(bad_tools, provider="openai", model="m", tools=[{"type": "function",
+                                                                                "function": {"description": "x"}}]))
+    for _, msg in sent:
+        await chat.message(msg)
+    replies = await chat.wait_replies([m["messageId"] for _, m in sent])
+    for name, msg in sent:
+        reply = replies[msg["messageId"]][0]
+        assert reply["status"] == "ok" and reply["finish_reason"] == "tool_calls", (name, reply)
+        assert [(c["name"], json.loads(c["arguments"])) for c in reply["tool_calls"]] == \
+            [("get_weather", {"city": "Paris"})], (name, reply)
+    await chat.wait_for(lambda: any(d.get("agent_id") == bad_tools and d["error_code"] == "invalid_event"
+                                    for _, d in chat.seen["dlq"]), what="DLQ record of the bad tool profile")
