@@ -46,7 +46,7 @@ def gateway(kafka, tmp_path_factory, fakes):
         "ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": threads["anthropic"].url,
         "CO_API_KEY": "co-test", "COHERE_BASE_URL": threads["cohere"].url,
         "GATEWAY_RETRY_MAX_ATTEMPTS": "3", "GATEWAY_RETRY_BASE_DELAY_SECONDS": "0.05",
-        "GATEWAY_CALL_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT), "GATEWAY_FIRST_TOKEN_TIMEOUT_SECONDS": "1",
+        "GATEWAY_CALL_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT), "GATEWAY_FIRST_TOKEN_TIMEOUT_SECONDS": "2",
         "GATEWAY_BREAKER_CONSECUTIVE_FAILURES": "3", "GATEWAY_BREAKER_OPEN_SECONDS": "120",
     }
     cluster = make_cluster(kafka, tmp_path_factory.mktemp("providers"), **env)
@@ -59,6 +59,12 @@ def gateway(kafka, tmp_path_factory, fakes):
 async def chat(gateway):
     async with Chat(gateway.deployment) as client:
         yield client
+
+
+def final_stream(chunks: list[tuple[float, dict]]) -> list[dict]:
+    """The chunks of the stream that ended with a final chunk, in arrival order."""
+    finished = next(c["stream_id"] for _, c in chunks if c["final"])
+    return [c for _, c in chunks if c["stream_id"] == finished]
 
 
 def agent(name: str) -> str:
@@ -92,9 +98,11 @@ async def test_every_provider_answers_streamed_and_not(chat):
         if not stream:
             assert chunks == []
             continue
-        ordered = [c for _, c in chunks]
+        # A cold worker's first stream may miss the first-token timeout and be retried: check the
+        # stream that finished (every attempt streams under its own stream_id).
+        ordered = final_stream(chunks)
         assert [c["seq"] for c in ordered] == list(range(len(ordered))), "chunks out of order"
-        assert {c["attempt"] for c in ordered} == {1} and ordered[-1]["final"] and len(ordered) >= 5
+        assert ordered[-1]["final"] and len(ordered) >= 5 and ordered[-1]["attempt"] == reply["attempts"]
         assert "".join(c["delta"] for c in ordered) == reply["content"]
     await chat.wait_for(lambda: all(chat.billing_of(m["messageId"]) for m in sent.values()), what="billing")
     for (name, stream), msg in sent.items():
@@ -143,10 +151,10 @@ async def test_fault_matrix(chat, capsys):
             assert reply["status"] == "ok", (name, stream, fault, reply)
             assert reply["attempts"] == expected_attempts(kind, fault), (name, stream, fault, reply)
             assert reply["content"].endswith(msg["content"])
-            if stream:  # the last attempt's chunks are the answer; the broken attempt's came first
+            if stream:  # the finished stream's chunks are the answer; the broken attempt's came first
                 await chat.wait_for(lambda: any(c["final"] for _, c in chat.chunks_of(msg["messageId"])),
                                     what="final chunk")
-                last = [c for _, c in chat.chunks_of(msg["messageId"]) if c["attempt"] == reply["attempts"]]
+                last = final_stream(chat.chunks_of(msg["messageId"]))
                 assert "".join(c["delta"] for c in last) == reply["content"] and last[-1]["final"]
         else:
             assert reply["status"] == "error" and outcome == PERMANENT[fault], (name, fault, reply)
@@ -163,7 +171,7 @@ async def test_fault_matrix(chat, capsys):
         else:
             assert len(chat.billing_of(msg["messageId"])) == 1
     with capsys.disabled():
-        print("\nfault matrix (each case alone on its endpoint; attempt timeout 2 s, first token 1 s):")
+        print("\nfault matrix (each case alone on its endpoint; attempt timeout 2 s, first token 2 s):")
         print(f"{'provider':10} {'mode':7} {'fault':22} {'attempts':>8} {'ms':>6}  outcome")
         for row in rows:
             print(f"{row[0]:10} {row[1]:7} {row[2]:22} {row[3]:>8} {row[4]:>6}  {row[5]}")
