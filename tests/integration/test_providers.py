@@ -177,7 +177,7 @@ async def test_fault_matrix(chat, capsys):
             print(f"{row[0]:10} {row[1]:7} {row[2]:22} {row[3]:>8} {row[4]:>6}  {row[5]}")
 
 
-async def test_breaker_opens_and_the_fallback_answers(chat, gateway, fakes):
+async def test_breaker_opens_and_the_fallback_answers(chat, gateway, fakes, capsys):
     servers, _ = fakes
     agent_id = agent("brk")
     await chat.profile(profile(agent_id, provider="openai", model="breaker-model",
@@ -197,9 +197,12 @@ async def test_breaker_opens_and_the_fallback_answers(chat, gateway, fakes):
     status, body = gateway.workers[0].get("/providers")
     endpoint = next(e for e in body["endpoints"] if e["model"] == "breaker-model")
     assert status == 200 and endpoint["breaker"]["state"] == "open" and endpoint["failures"] == 3
+    with capsys.disabled():
+        print(f"\nbreaker: attempts per message {[r['attempts'] for r in answered]}, "
+              f"latency ms {[r['latency_ms'] for r in answered]}, primary requests 3, all answered by the fallback")
 
 
-async def test_429_storm_on_one_provider_does_not_delay_an_agent_on_another(chat, gateway, fakes):
+async def test_429_storm_on_one_provider_does_not_delay_an_agent_on_another(chat, gateway, fakes, capsys):
     servers, _ = fakes
     stormy, calm = agent("storm"), agent("calm")
     while gateway.deployment.partition_of(calm) != gateway.deployment.partition_of(stormy):
@@ -225,6 +228,11 @@ async def test_429_storm_on_one_provider_does_not_delay_an_agent_on_another(chat
     assert last_quiet < min(chat.arrival(m["messageId"]) for m in storm)
     # The pause held every storm message back together: 20 x 3 attempts at most, in 3 waves.
     assert servers["openai"].count("FAULT:429 storm") == 60
+    with capsys.disabled():
+        storm_ms = sorted(r["latency_ms"] for r in storm_replies)
+        quiet_ms = sorted(r["latency_ms"] for r in quiet_replies)
+        print(f"\n429 storm: 20 messages on the stormy endpoint, 60 requests, latency {storm_ms[0]}-{storm_ms[-1]} ms, "
+              f"all provider_rate_limited; 10 on the calm one answered in {quiet_ms[0]}-{quiet_ms[-1]} ms")
 
 
 async def test_tool_calls_reach_the_reply(chat):
