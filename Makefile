@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run demo test unit integration kafka-jars clean
+.PHONY: run demo test unit bench kafka-jars clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(VENV)/.installed kafka-jars
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -ra tests/unit
+
+# Side-by-side benchmark (gateway vs raw aiokafka passthrough); writes docs/benchmarks.md. Not a test.
+bench: $(VENV)/.installed kafka-jars
+	$(PY) -m devtools.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .cache

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
 
     # Faust/consumer tuning.
     commit_interval_seconds: float = Field(1.0, gt=0)
+    # How long the producer waits to batch records into one request: fewer, larger requests cost the
+    # broker and the worker far less CPU; each output waits at most this long.
+    producer_linger_ms: float = Field(0.0, ge=0)
     broker_session_timeout_seconds: float = Field(30.0, gt=0)
     rebalance_timeout_seconds: float = Field(120.0, gt=0)
     rocksdb_block_cache_mb: int = Field(8, ge=1)

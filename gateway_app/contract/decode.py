@@ -57,6 +57,8 @@ def _parse_json(raw: bytes | None) -> dict[str, Any] | Rejection:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return Rejection(ErrorCode.INVALID_JSON, f"value is not JSON: {exc.msg} at char {exc.pos}", {})
+    except RecursionError:  # the stdlib parser recurses per nesting level
+        return Rejection(ErrorCode.INVALID_JSON, "value is JSON nested too deeply to parse", {})
     if not isinstance(data, dict):
         return Rejection(ErrorCode.INVALID_EVENT, f"value is a JSON {type(data).__name__}, not an object", {})
     return data

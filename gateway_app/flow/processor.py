@@ -199,6 +199,8 @@ class MessageFlow:
 
     async def _wait_for_window(self, job: Job, profile: dict[str, Any]) -> None:
         limits = windows.Limits(profile["rate_limits"].get("rpm"), profile["rate_limits"].get("tpm"))
+        if limits.rpm is None and limits.tpm is None:
+            return  # nothing to enforce: no window row to read or write (two table writes per message)
         estimate = self._estimate(job, profile)
         while True:
             now_ms = int(time.time() * 1000)
@@ -330,6 +332,11 @@ class MessageFlow:
                 job.task.cancel()
                 cancelled += 1
         self.jobs.clear()
+        # Fresh lanes: a task cancelled before its first step never runs the `finally` that gives back
+        # the agent-lane ticket `_start` took for it, and that stale ticket would block the agent here.
+        # Late releases by the cancelled tasks find nothing in the new lanes and do nothing.
+        self.agent_lanes = Lanes()
+        self.conversations = Lanes()
         self._room.set()
         self.acker.forget_all()
         self.recent.clear()
@@ -341,13 +348,16 @@ class MessageFlow:
 
     def usage(self, agent_id: str, profile: dict[str, Any]) -> dict[str, Any]:
         now_ms = int(time.time() * 1000)
+        limits = {"rpm": profile["rate_limits"].get("rpm"), "tpm": profile["rate_limits"].get("tpm")}
+        tracked = limits["rpm"] is not None or limits["tpm"] is not None
         win = windows.current(self.tables.rate_windows.get(agent_id), now_ms, self.window_ms)
         return {
             "agent_id": agent_id,
             "window": {"start_ms": win["start_ms"], "length_ms": self.window_ms},
-            "requests": win["requests"],
-            "tokens": win["tokens"],
-            "limits": {"rpm": profile["rate_limits"].get("rpm"), "tpm": profile["rate_limits"].get("tpm")},
+            "tracked": tracked,  # windows are counted only for agents with a limit (billing counts them all)
+            "requests": win["requests"] if tracked else None,
+            "tokens": win["tokens"] if tracked else None,
+            "limits": limits,
             "backlog": self.backlog(agent_id),
         }
 

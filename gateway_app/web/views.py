@@ -22,10 +22,14 @@ def _error(view: View, status: int, code: str, message: str) -> Response:
 
 
 def readiness(app: faust.App) -> dict[str, Any]:
+    """Ready once it has joined the group, recovered its tables and is not rebalancing. A worker can be
+    ready with no partitions: the group has more workers than the assignor gives partitions to."""
     assigned = len(app.consumer.assignment()) if app.consumer else 0
     recovered = app.tables.recovery.completed.is_set()
+    joined = app.consumer_generation_id > 0
     return {
-        "ready": bool(assigned) and recovered and not app.rebalancing,
+        "ready": joined and recovered and not app.rebalancing,
+        "joined": joined,
         "assigned_partitions": assigned,
         "tables_recovered": recovered,
         "rebalancing": bool(app.rebalancing),

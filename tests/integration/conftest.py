@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devtools.kafka_local import KafkaBroker
-from tests.integration.harness import Deployment, Worker
+from devtools.workers import Deployment, Worker
 
 
 @pytest.fixture(scope="session")
@@ -40,17 +40,17 @@ class Cluster:
             worker.stop()
 
 
-def make_cluster(kafka: KafkaBroker, tmp: Path, **env: str) -> Cluster:
+def make_cluster(kafka: KafkaBroker, tmp: Path, partitions: int = 4, **env: str) -> Cluster:
     name = f"gw-{uuid.uuid4().hex[:8]}"
-    return Cluster(Deployment(kafka.bootstrap, name, env=env), tmp)
+    return Cluster(Deployment(kafka.bootstrap, name, partitions=partitions, env=env), tmp)
 
 
 @pytest.fixture
 def cluster_factory(kafka, tmp_path):
     clusters: list[Cluster] = []
 
-    def factory(**env: str) -> Cluster:
-        cluster = make_cluster(kafka, tmp_path, **env)
+    def factory(partitions: int = 4, **env: str) -> Cluster:
+        cluster = make_cluster(kafka, tmp_path, partitions, **env)
         clusters.append(cluster)
         return cluster
 

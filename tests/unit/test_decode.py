@@ -58,3 +58,11 @@ def test_profile_with_unknown_provider_is_rejected():
 def test_profile_deleted_needs_a_version():
     assert isinstance(decode_profile_deleted(raw({"agentId": "a"})), Rejection)
     assert decode_profile_deleted(raw({"agentId": "a", "version": 3})).version == 3
+
+
+def test_deeply_nested_json_is_rejected_not_raised():
+    from gateway_app.contract.decode import InputLimits, Rejection, decode_message
+
+    for raw in (b"[" * 100_000, b'{"a":' * 100_000):
+        result = decode_message(raw, InputLimits(1000, 1000))
+        assert isinstance(result, Rejection) and result.code == "invalid_json"

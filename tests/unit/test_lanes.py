@@ -36,3 +36,19 @@ async def test_notify_wakes_the_head_early():
     lane.notify()
     assert await asyncio.wait_for(waiter, 1) is True
     assert await lane.wait_changed(0.01) is False
+
+
+
+async def test_reset_drops_tickets_of_tasks_cancelled_before_their_first_step():
+    """A job task cancelled before it ever ran never gives its agent-lane ticket back."""
+    from gateway_app.flow.processor import MessageFlow
+    from gateway_app.providers.registry import ProviderPool
+    from gateway_app.settings import Settings
+
+    flow = MessageFlow(Settings(), tables=None, publisher=None, providers=ProviderPool())
+    flow.agent_lanes.get("agent").take()  # what _start does for a message whose task never runs
+    assert flow.backlog("agent") == 1
+    flow.reset()
+    assert flow.backlog("agent") == 0
+    ticket = flow.agent_lanes.get("agent").take()
+    await asyncio.wait_for(flow.agent_lanes.get("agent").wait(ticket), 1)  # the next message gets its turn

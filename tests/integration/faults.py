@@ -1,0 +1,108 @@
+"""Tools of the fault-injection suite: traffic at a steady rate, a sampler of uncommitted input (what a
+crash or rebalance may redeliver), and a readout of the verifier's figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from devtools.workers import Deployment
+from tests.integration.harness import Chat, message
+from tests.integration.verifier import Report, Sent, verify
+
+INPUT_KEYS = ("messages", "profile_created", "profile_updated", "profile_deleted", "agent_events")
+
+
+def conversation_traffic(agents: list[str], rooms: int, count: int, seed: int = 7) -> list[dict]:
+    """`count` messages spread over agents x rooms, in a shuffled but reproducible order."""
+    rng = random.Random(seed)
+    return [message(rng.choice(agents), room_id=f"room-{rng.randrange(rooms)}", content=f"message {i} here")
+            for i in range(count)]
+
+
+async def send_at_rate(chat: Chat, messages: list[dict], rate: float, sent: list[Sent]) -> None:
+    """Open loop: message i goes out at start + i / rate, whatever the gateway is doing."""
+    start = time.monotonic()
+    for i, msg in enumerate(messages):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await chat.producer.send(chat.d.topic("messages"), json.dumps(msg).encode(), key=msg["roomId"].encode())
+        sent.append(Sent(msg["messageId"], msg["agentId"], msg["roomId"]))
+    await chat.producer.flush()
+
+
+@dataclass
+class UncommittedSampler:
+    """Samples, every `interval`, how many input records the gateway's group has not committed yet.
+
+    A crash or rebalance can redeliver at most what was uncommitted while it happened: the bound for
+    raw duplicate replies is the sum, over the disruptions, of the largest sample around each.
+    """
+
+    deployment: Deployment
+    interval: float = 0.25
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    events: list[tuple[str, float]] = field(default_factory=list)
+
+    async def run(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.deployment.bootstrap)
+        offsets = AIOKafkaConsumer(bootstrap_servers=self.deployment.bootstrap, group_id=None)
+        await admin.start()
+        await offsets.start()
+        try:
+            partitions = [TopicPartition(self.deployment.topic(k), p) for k in INPUT_KEYS
+                          for p in range(self.deployment.partitions)]
+            while True:
+                try:
+                    self.samples.append((time.monotonic(), await self._uncommitted(admin, offsets, partitions)))
+                except Exception:  # a broker restart makes a sample fail; the next one is taken anyway
+                    pass
+                await asyncio.sleep(self.interval)
+        finally:
+            await offsets.stop()
+            await admin.close()
+
+    async def _uncommitted(self, admin, offsets, partitions) -> int:
+        committed = await admin.list_consumer_group_offsets(self.deployment.name, partitions=partitions)
+        ends = await offsets.end_offsets(partitions)
+        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+                   for tp in partitions)
+
+    def disruption(self, what: str) -> None:
+        self.events.append((what, time.monotonic()))
+
+    def bound(self, window: float) -> int:
+        """Sum over disruptions of the most records uncommitted in [event - 1 s, event + window]."""
+        total = 0
+        for _, at in self.events:
+            around = [n for t, n in self.samples if at - 1.0 <= t <= at + window]
+            total += max(around, default=0)
+        return total
+
+
+async def settle_and_verify(chat: Chat, sent: list[Sent], *, timeout: float, title: str,
+                            settle: float = 3.0, **checks) -> Report:
+    """Wait until every sent message has a reply, let duplicates and billing arrive, verify, print."""
+    try:
+        await chat.wait_replies([m.message_id for m in sent], timeout=timeout)
+    except AssertionError:
+        pass  # the verifier counts and names what is missing
+    await asyncio.sleep(settle)
+    replies = [r for _, r in chat.seen["replies"]]
+    report = verify(sent, replies, [b for _, b in chat.seen["billing"]], [d for _, d in chat.seen["dlq"]], **checks)
+    print(f"\n[{title}]")
+    for line in report.lines():
+        print(f"  {line}")
+    if report.lost:
+        by_agent = {m.message_id: m.agent_id for m in sent}
+        partitions = Counter(chat.d.partition_of(by_agent[mid]) for mid in report.lost)
+        print(f"  lost messages per internal partition: {dict(partitions)}")
+    return report
