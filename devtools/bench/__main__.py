@@ -101,9 +101,13 @@ def main() -> None:
     broker.start()
     try:
         rows = asyncio.run(run(args, broker, tmp))
+    except BaseException:
+        print(f"benchmark failed; worker logs kept in {tmp}")
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     finally:
         broker.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     text = render(rows, machine(), args)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from devtools.workers import REPO, Deployment, Worker
 
 PARTITIONS = 8
 AGENTS = 100
+WARMUP_SECONDS = 3.0
 
 
 def deployment(broker: KafkaBroker, **env: str) -> Deployment:
@@ -142,10 +143,13 @@ async def latency_at(broker: KafkaBroker, tmp: Path, rate: float, seconds: float
     gw = await Gateway.start(broker, tmp)
     try:
         async with load.Collector(broker.bootstrap, gw.d.topic("replies")) as replies:
-            await asyncio.sleep(1.0)
+            # Warm up at the same rate first (first calls import and build things), then measure.
+            warm = await load.open_loop(broker.bootstrap, gw.d.topic("messages"),
+                                        load.messages(int(rate * WARMUP_SECONDS), AGENTS, 1000), rate)
+            await replies.wait_for(len(warm), 120)
             sent = await load.open_loop(broker.bootstrap, gw.d.topic("messages"), load.messages(count, AGENTS, 1000),
                                         rate)
-            await replies.wait_for(count, 120)
+            await replies.wait_for(len(warm) + count, 120)
             gateway = [replies.arrivals[m] - t for m, t in sent.items()]
     finally:
         gw.stop()
@@ -154,9 +158,11 @@ async def latency_at(broker: KafkaBroker, tmp: Path, rate: float, seconds: float
     async with load.Collector(broker.bootstrap, target) as out:
         baseline = Passthrough(broker, source, target)
         try:
-            await asyncio.sleep(3.0)  # joined and assigned before the clock starts
+            warm = await load.open_loop(broker.bootstrap, source, load.messages(int(rate * WARMUP_SECONDS), AGENTS, 1000),
+                                        rate)
+            await out.wait_for(len(warm), 120)
             sent = await load.open_loop(broker.bootstrap, source, load.messages(count, AGENTS, 1000), rate)
-            await out.wait_for(count, 120)
+            await out.wait_for(len(warm) + count, 120)
             passthrough = [out.arrivals[m] - t for m, t in sent.items()]
         finally:
             baseline.stop()

@@ -95,6 +95,7 @@ class MessageFlow:
         self.recent: dict[Hashable, RecentKeys] = {}
         self.window_ms = int(settings.rate_window_seconds * 1000)
         self.counters = {"answered": 0, "rejected": 0, "redelivered": 0, "profiles_applied": 0, "profiles_stale": 0}
+        self.resets = 0  # rebalances seen; events that waited across one are dropped
 
     # ---- the agent loop's entry point -------------------------------------------------------
 
@@ -107,7 +108,14 @@ class MessageFlow:
                       event.message.partition, event.message.offset, exc)
             record = parsed = None
         if isinstance(parsed, MessageCreated):
+            resets = self.resets
             await self._wait_for_room()  # profiles never wait: parked messages may need them
+            if self.resets != resets:
+                # A rebalance happened while this event waited: it belongs to the old assignment and
+                # is redelivered from the committed offset, in order; starting it now would reorder it.
+                log.info("flow.stale_event_dropped partition=%s offset=%s", event.message.partition,
+                         event.message.offset)
+                return
         partition = event.message.partition
         slot = self.acker.track(partition, event)
         if isinstance(parsed, MessageCreated):
@@ -326,6 +334,7 @@ class MessageFlow:
 
     def reset(self) -> int:
         """Cancel all work (a rebalance revoked our partitions): unacked messages are redelivered."""
+        self.resets += 1
         cancelled = 0
         for job in list(self.jobs):
             if job.task is not None and not job.task.done():

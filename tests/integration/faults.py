@@ -101,8 +101,22 @@ async def settle_and_verify(chat: Chat, sent: list[Sent], *, timeout: float, tit
     print(f"\n[{title}]")
     for line in report.lines():
         print(f"  {line}")
+    for mid in report.order_violations[:2]:
+        _explain_order(sent, replies, mid)
     if report.lost:
         by_agent = {m.message_id: m.agent_id for m in sent}
         partitions = Counter(chat.d.partition_of(by_agent[mid]) for mid in report.lost)
         print(f"  lost messages per internal partition: {dict(partitions)}")
     return report
+
+
+def _explain_order(sent: list[Sent], replies: list[dict], violator: str) -> None:
+    """Print the conversation of an out-of-order reply: every reply in arrival order, with its position."""
+    by_id = {m.message_id: (i, m) for i, m in enumerate(sent)}
+    _, message = by_id[violator]
+    print(f"  conversation of {violator} ({message.agent_id}, {message.room_id}), replies in arrival order:")
+    for reply in replies:
+        if reply["agent_id"] == message.agent_id and reply["room_id"] == message.room_id:
+            position = by_id.get(reply["message_id"], ("?",))[0]
+            print(f"    sent #{position} {reply['message_id'][-8:]} created {reply['created_at']} "
+                  f"latency {reply['latency_ms']} ms attempts {reply['attempts']}")
