@@ -88,7 +88,13 @@ class UncommittedSampler:
         return total
 
 
-async def settle_and_verify(chat: Chat, sent: list[Sent], *, timeout: float, title: str,
+def say(capsys, text: str) -> None:
+    """Print past pytest's capture: the scenario's figures belong in the CI log, pass or fail."""
+    with capsys.disabled():
+        print(text)
+
+
+async def settle_and_verify(chat: Chat, sent: list[Sent], *, timeout: float, title: str, capsys,
                             settle: float = 3.0, **checks) -> Report:
     """Wait until every sent message has a reply, let duplicates and billing arrive, verify, print."""
     try:
@@ -98,15 +104,16 @@ async def settle_and_verify(chat: Chat, sent: list[Sent], *, timeout: float, tit
     await asyncio.sleep(settle)
     replies = [r for _, r in chat.seen["replies"]]
     report = verify(sent, replies, [b for _, b in chat.seen["billing"]], [d for _, d in chat.seen["dlq"]], **checks)
-    print(f"\n[{title}]")
-    for line in report.lines():
-        print(f"  {line}")
-    for mid in report.order_violations[:2]:
-        _explain_order(sent, replies, mid)
-    if report.lost:
-        by_agent = {m.message_id: m.agent_id for m in sent}
-        partitions = Counter(chat.d.partition_of(by_agent[mid]) for mid in report.lost)
-        print(f"  lost messages per internal partition: {dict(partitions)}")
+    with capsys.disabled():  # the figures belong in the CI log, pass or fail (see `say`)
+        print(f"\n[{title}]")
+        for line in report.lines():
+            print(f"  {line}")
+        for mid in report.order_violations[:2]:
+            _explain_order(sent, replies, mid)
+        if report.lost:
+            by_agent = {m.message_id: m.agent_id for m in sent}
+            partitions = Counter(chat.d.partition_of(by_agent[mid]) for mid in report.lost)
+            print(f"  lost messages per internal partition: {dict(partitions)}")
     return report
 
 

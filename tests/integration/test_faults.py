@@ -20,7 +20,13 @@ from tests.fakes.base import ServerThread
 from tests.fakes.cohere_server import FakeCohere
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import Cluster, make_cluster
-from tests.integration.faults import UncommittedSampler, conversation_traffic, send_at_rate, settle_and_verify
+from tests.integration.faults import (
+    UncommittedSampler,
+    conversation_traffic,
+    say,
+    send_at_rate,
+    settle_and_verify,
+)
 from tests.integration.harness import Chat, message, profile
 from tests.integration.verifier import Poison, Sent
 
@@ -44,7 +50,7 @@ def agents(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
 
 
-async def test_kill_one_of_two_workers_three_times(cluster_factory):
+async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
     cluster = cluster_factory()
     await start(cluster, 2)
     async with Chat(cluster.deployment) as chat:
@@ -66,13 +72,13 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory):
         await asyncio.sleep(REBALANCE_WINDOW)
         sampling.cancel()
         bound = sampler.bound(REBALANCE_WINDOW)
-        report = await settle_and_verify(chat, sent, timeout=120, title="kill -9 x3, restart",
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120, title="kill -9 x3, restart",
                                          max_duplicates=bound)
-        print(f"  duplicate bound (uncommitted around the 6 disruptions): {bound}")
+        say(capsys, f"  duplicate bound (uncommitted around the 6 disruptions): {bound}")
     assert report.ok, report.lines()
 
 
-async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory):
+async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, capsys):
     cluster = cluster_factory(partitions=8)  # faust gives a third worker nothing of 4 partitions (2+2+0)
     await start(cluster, 2)
     async with Chat(cluster.deployment) as chat:
@@ -93,9 +99,10 @@ async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory):
         await asyncio.sleep(REBALANCE_WINDOW)
         sampling.cancel()
         bound = sampler.bound(REBALANCE_WINDOW)
-        report = await settle_and_verify(chat, sent, timeout=120, title="third worker joins, one leaves",
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
+                                         title="third worker joins, one leaves",
                                          max_duplicates=bound)
-        print(f"  duplicate bound (uncommitted around join and leave): {bound}; the third worker held "
+        say(capsys, f"  duplicate bound (uncommitted around join and leave): {bound}; the third worker held "
               f"{third} partitions")
     assert report.ok, report.lines()
     assert third > 0
@@ -109,7 +116,7 @@ def own_broker(tmp_path):
     broker.stop()
 
 
-async def test_broker_stops_and_restarts_mid_stream(own_broker, tmp_path):
+async def test_broker_stops_and_restarts_mid_stream(own_broker, tmp_path, capsys):
     cluster = make_cluster(own_broker, tmp_path)
     try:
         await start(cluster, 2)
@@ -123,9 +130,9 @@ async def test_broker_stops_and_restarts_mid_stream(own_broker, tmp_path):
             await asyncio.sleep(3.0)
             await asyncio.to_thread(own_broker.start)
             await traffic
-            report = await settle_and_verify(chat, sent, timeout=180, title="broker stop + restart")
+            report = await settle_and_verify(chat, sent, capsys=capsys, timeout=180, title="broker stop + restart")
             alive = [w for w in cluster.workers if w.proc.poll() is None]
-            print(f"  workers alive after the outage: {len(alive)} of {len(cluster.workers)}")
+            say(capsys, f"  workers alive after the outage: {len(alive)} of {len(cluster.workers)}")
     finally:
         cluster.stop()
     assert report.ok, report.lines()
@@ -172,7 +179,7 @@ def poison_pills(room: str, agent_id: str, limits_chars: int) -> list[tuple[str,
     ]
 
 
-async def test_poison_pills_mixed_into_valid_traffic(cluster_factory):
+async def test_poison_pills_mixed_into_valid_traffic(cluster_factory, capsys):
     cluster = cluster_factory(GATEWAY_PROFILE_WAIT_SECONDS="3", GATEWAY_MAX_CONTENT_CHARS="2000")
     await start(cluster, 2)
     async with Chat(cluster.deployment) as chat:
@@ -194,15 +201,15 @@ async def test_poison_pills_mixed_into_valid_traffic(cluster_factory):
                 if code is None or code == "agent_unknown":  # must be answered (ok or agent_unavailable)
                     data = json.loads(value)
                     sent.append(Sent(data["messageId"], data["agentId"], data["roomId"]))
-        report = await settle_and_verify(chat, sent, timeout=120, title="poison pills in valid traffic",
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120, title="poison pills in valid traffic",
                                          poison=poison)
         kinds = {p.kind for p in poison}
-        print(f"  poison kinds {len(kinds)}, records {len(poison)}")
+        say(capsys, f"  poison kinds {len(kinds)}, records {len(poison)}")
     assert report.ok, report.lines()
     assert len(kinds) >= 15
 
 
-async def test_provider_storm_on_one_provider_while_another_stays_healthy(kafka, tmp_path):
+async def test_provider_storm_on_one_provider_while_another_stays_healthy(kafka, tmp_path, capsys):
     stormy, healthy = FakeOpenAI(), FakeCohere()
     with ServerThread(stormy.app) as s1, ServerThread(healthy.app) as s2:
         cluster = make_cluster(kafka, tmp_path, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=s1.url + "/v1",
@@ -229,16 +236,17 @@ async def test_provider_storm_on_one_provider_while_another_stays_healthy(kafka,
                     traffic.append(message(rng.choice(calm_team), room_id=f"room-{i % 50}", content=f"calm n{i}"))
                 sent: list[Sent] = []
                 await send_at_rate(chat, traffic, 200, sent)
-                report = await settle_and_verify(chat, sent, timeout=180, title="provider storm beside a healthy one")
+                report = await settle_and_verify(chat, sent, capsys=capsys, timeout=180,
+                                                 title="provider storm beside a healthy one")
                 first = {m: r[0] for m, r in chat.replies_by_message().items()}
                 calm = [first[m.message_id] for m in sent if m.agent_id.startswith("calm")]
                 storm = [first[m.message_id] for m in sent if m.agent_id.startswith("storm")]
                 calm_ms = sorted(r["latency_ms"] for r in calm)
                 storm_ms = sorted(r["latency_ms"] for r in storm)
-                print(f"  healthy: {len(calm)} replies, all ok: {all(r['status'] == 'ok' for r in calm)}, latency p50 "
+                say(capsys, f"  healthy: {len(calm)} replies, all ok: {all(r['status'] == 'ok' for r in calm)}, latency p50 "
                       f"{calm_ms[len(calm_ms) // 2]} ms p99 {calm_ms[int(len(calm_ms) * 0.99)]} ms")
                 storm_statuses = dict(Counter(r["status"] for r in storm))
-                print(f"  stormy: {len(storm)} replies {storm_statuses}, latency p50 "
+                say(capsys, f"  stormy: {len(storm)} replies {storm_statuses}, latency p50 "
                       f"{storm_ms[len(storm_ms) // 2]} ms p99 {storm_ms[int(len(storm_ms) * 0.99)]} ms; "
                       f"requests to the stormy server {len(stormy.requests)}")
         finally:
@@ -265,7 +273,7 @@ async def internal_records(chat: Chat) -> list[dict]:
         await consumer.stop()
 
 
-async def test_out_of_order_and_duplicate_profile_updates_while_messages_flow(cluster_factory):
+async def test_out_of_order_and_duplicate_profile_updates_while_messages_flow(cluster_factory, capsys):
     cluster = cluster_factory()
     await start(cluster, 1)  # no redelivery here: every reply must bind the version applied before it
     async with Chat(cluster.deployment) as chat:
@@ -287,7 +295,8 @@ async def test_out_of_order_and_duplicate_profile_updates_while_messages_flow(cl
                                            options={"latency_ms": 5}))
         for agent_id, version in updates:
             await chat.profile(profile(agent_id, version=version, options={"latency_ms": 5}))
-        report = await settle_and_verify(chat, sent, timeout=120, title="out-of-order and duplicate profiles")
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
+                                         title="out-of-order and duplicate profiles")
         applied, mismatched = {}, []
         replies = {m: r[0] for m, r in chat.replies_by_message().items()}
         for record in await internal_records(chat):
@@ -297,13 +306,13 @@ async def test_out_of_order_and_duplicate_profile_updates_while_messages_flow(cl
                 if replies[record["payload"]["message_id"]]["profile_version"] != applied[record["agent_id"]]:
                     mismatched.append(record["payload"]["message_id"])
         versions = {a: cluster.workers[0].get(f"/agents/{a}")[1]["version"] for a in team}
-        print(f"  replies bound to a version other than the one in force at their place in the stream: "
+        say(capsys, f"  replies bound to a version other than the one in force at their place in the stream: "
               f"{len(mismatched)}; final versions {set(versions.values())}")
     assert report.ok, report.lines()
     assert not mismatched and set(versions.values()) == {11}
 
 
-async def test_worker_rebuilds_its_tables_from_the_changelog(cluster_factory):
+async def test_worker_rebuilds_its_tables_from_the_changelog(cluster_factory, capsys):
     cluster = cluster_factory(GATEWAY_RATE_WINDOW_SECONDS="600")
     await start(cluster, 1)
     worker = cluster.workers[0]
@@ -326,9 +335,10 @@ async def test_worker_rebuilds_its_tables_from_the_changelog(cluster_factory):
         after = {a: worker.get(f"/agents/{a}/usage")[1]["requests"] for a in team}
         more = conversation_traffic(team, 2, 1000, seed=2)
         await send_at_rate(chat, more, 300, sent)
-        report = await settle_and_verify(chat, sent, timeout=120, title="RocksDB directory deleted, restart")
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
+                                         title="RocksDB directory deleted, restart")
         late = [chat.replies_by_message()[m["messageId"]][0] for m in more]
-        print(f"  ready {ready_s:.1f} s after restart with an empty data dir; profiles back "
+        say(capsys, f"  ready {ready_s:.1f} s after restart with an empty data dir; profiles back "
               f"{sum(p['version'] == 3 for p in profiles.values())}/{len(team)}; rate-window rows back "
               f"{sum(after[a] == before[a] for a in team)}/{len(team)}")
     assert report.ok, report.lines()

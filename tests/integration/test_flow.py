@@ -131,7 +131,9 @@ async def test_rpm_limit_defers_without_delaying_another_agent_on_the_same_parti
     await chat.message(other)
     replies = await chat.wait_replies([m["messageId"] for m in burst] + [other["messageId"]], timeout=30)
     assert all(replies[m["messageId"]][0]["status"] == "ok" for m in burst)
-    offsets = [chat.arrival(m["messageId"]) - sent_at for m in burst]
+    # The rooms differ, so the messages travel through different input partitions: the gateway sees
+    # them in the order its intake reads those partitions, not necessarily the order they were sent.
+    offsets = sorted(chat.arrival(m["messageId"]) - sent_at for m in burst)
     free_after = chat.arrival(other["messageId"]) - sent_at
     # 2 per window: the 3rd..5th wait for the next windows; the other agent is not held behind them.
     assert free_after < offsets[2], (free_after, offsets)
