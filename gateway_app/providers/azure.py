@@ -7,22 +7,17 @@ default below): requests go to `{endpoint}/openai/deployments/{model}/chat/compl
 from __future__ import annotations
 
 import os
-from typing import AsyncIterator
 
 import openai
 
 from gateway_app.providers import openai_compat
-from gateway_app.providers.base import ChatRequest, ChatResult, ProviderNotConfigured, StreamEvent
+from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
 
 DEFAULT_API_VERSION = "2024-10-21"  # the current GA data-plane version
 
 
-class AzureOpenAIProvider:
+class AzureOpenAIProvider(openai_compat.CompatibleProvider):
     name = "azure"
-
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-        self._clients = openai_compat.client_cache()
 
     def endpoint(self, request: ChatRequest) -> str:
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
@@ -39,12 +34,3 @@ class AzureOpenAIProvider:
         # One client per endpoint+key: the SDK puts the deployment (the request's model) into the path.
         return self._clients.get((endpoint, key, version), lambda: openai.AsyncAzureOpenAI(
             api_key=key, azure_endpoint=endpoint, api_version=version, max_retries=0, timeout=self.timeout))
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        return await openai_compat.complete(self._client(request), request)
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return openai_compat.stream(self._client(request), request)
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()

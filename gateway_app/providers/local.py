@@ -9,13 +9,12 @@ must not be able to make the gateway call arbitrary addresses.
 from __future__ import annotations
 
 import os
-from typing import AsyncIterator
 from urllib.parse import urlsplit
 
 import openai
 
 from gateway_app.providers import openai_compat
-from gateway_app.providers.base import ChatRequest, ChatResult, ProviderNotConfigured, StreamEvent
+from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
 
 PLACEHOLDER_KEY = "not-needed"  # the SDK insists on a key; local servers accept any
 
@@ -42,12 +41,9 @@ def resolve_base_url(configured: str | None, override: str | None, allowed: froz
     return configured
 
 
-class LocalProvider:
+class LocalProvider(openai_compat.CompatibleProvider):
     name = "local"
-
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-        self._clients = openai_compat.client_cache()
+    usage_required = False  # some local servers do not report usage; their calls are billed 0 tokens
 
     def endpoint(self, request: ChatRequest) -> str:
         return resolve_base_url(os.environ.get("LOCAL_LLM_BASE_URL"), request.options.get("base_url"),
@@ -58,13 +54,3 @@ class LocalProvider:
         key = os.environ.get("LOCAL_LLM_API_KEY") or PLACEHOLDER_KEY
         return self._clients.get((base_url, key), lambda: openai.AsyncOpenAI(
             api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        return await openai_compat.complete(self._client(request), request, usage_required=False)
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        # Some local servers do not send a usage chunk; their streamed calls are then billed at 0 tokens.
-        return openai_compat.stream(self._client(request), request, usage_required=False)
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()

@@ -160,3 +160,29 @@ def client_cache() -> ClientCache[openai.AsyncOpenAI]:
         await client.close()
 
     return ClientCache(close)
+
+
+class CompatibleProvider:
+    """Base of the providers that speak Chat Completions; a subclass says where and with which key."""
+
+    name = ""
+    usage_required = True  # False for servers that may not report usage (billed 0 then)
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._clients = client_cache()
+
+    def endpoint(self, request: ChatRequest) -> str:
+        raise NotImplementedError
+
+    def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
+        raise NotImplementedError
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        return await complete(self._client(request), request, usage_required=self.usage_required)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        return stream(self._client(request), request, usage_required=self.usage_required)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
