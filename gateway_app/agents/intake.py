@@ -27,7 +27,6 @@ from gateway_app.contract.decode import (
 from gateway_app.contract.events import ErrorCode, ReplyStatus
 from gateway_app.contract.internal import AgentEvent, Origin
 from gateway_app.flow import records
-from gateway_app.flow.offsets import OffsetGuard, in_sequence
 from gateway_app.providers.registry import is_known
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
@@ -108,20 +107,12 @@ def register(app: faust.App, intake: Intake, topics: GatewayTopics) -> None:
         "intake-profile-deleted": topics.profile_deleted,
     }
     for name, topic in sources.items():
-        app.agent(topic, name=name)(_intake_loop(app, intake))
+        app.agent(topic, name=name)(_intake_loop(intake))
 
 
-def _intake_loop(app: faust.App, intake: Intake) -> Callable:
+def _intake_loop(intake: Intake) -> Callable:
     async def intake_loop(stream: faust.StreamT) -> None:
-        guard = OffsetGuard()
-
-        @app.on_partitions_revoked.connect
-        async def forget_positions(sender: faust.App, revoked: set, **kwargs: object) -> None:
-            guard.reset()  # reading restarts at the committed offsets
-
         async for event in stream.events():
-            if not await in_sequence(guard, event, app.consumer.seek):
-                continue  # acked but not committed past: the hole before it is not acked yet
             try:
                 await intake.handle(event)
             except Exception:  # a bug must not stop the partition: dead-letter what we could not handle

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 def register(app: faust.App, flow: MessageFlow, topics: GatewayTopics) -> None:
     @app.agent(topics.agent_events, name="processor")
     async def processor(stream: faust.StreamT) -> None:
-        flow.seek = app.consumer.seek
         async for event in stream.noack().events():
             await flow.on_event(event)
 

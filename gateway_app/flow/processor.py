@@ -36,7 +36,6 @@ from gateway_app.flow import records
 from gateway_app.flow.acker import InOrderAcker
 from gateway_app.flow.calls import Answer, Caller, CallFailed, Target, targets_of
 from gateway_app.flow.chunks import ChunkPipe
-from gateway_app.flow.offsets import OffsetGuard, Seek, in_sequence
 from gateway_app.flow.lanes import Lanes, Ticket
 from gateway_app.pricing.prices import current_table
 from gateway_app.providers.base import ChatMessage, ChatRequest, ChatResult
@@ -97,14 +96,10 @@ class MessageFlow:
         self.window_ms = int(settings.rate_window_seconds * 1000)
         self.counters = {"answered": 0, "rejected": 0, "redelivered": 0, "profiles_applied": 0, "profiles_stale": 0}
         self.resets = 0  # rebalances seen; events that waited across one are dropped
-        self.offsets = OffsetGuard()
-        self.seek: Seek | None = None  # the consumer's seek, set by the agent (None in unit tests)
 
     # ---- the agent loop's entry point -------------------------------------------------------
 
     async def on_event(self, event: Any) -> None:
-        if self.seek is not None and not await in_sequence(self.offsets, event, self.seek):
-            return
         try:
             record = AgentEvent.model_validate_json(event.value)
             parsed = _PAYLOADS[record.kind].model_validate(record.payload)
@@ -354,7 +349,6 @@ class MessageFlow:
         self._room.set()
         self.acker.forget_all()
         self.recent.clear()
-        self.offsets.reset()
         return cancelled
 
     def backlog(self, agent_id: str) -> int:
