@@ -73,7 +73,7 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
         sampling.cancel()
         bound = sampler.bound(REBALANCE_WINDOW)
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120, title="kill -9 x3, restart",
-                                         max_duplicates=bound)
+                                         max_duplicates=bound, order_is_known_defect=True)
         say(capsys, f"  duplicate bound (uncommitted around the 6 disruptions): {bound}")
     assert report.ok, report.lines()
 
@@ -101,7 +101,7 @@ async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, ca
         bound = sampler.bound(REBALANCE_WINDOW)
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
                                          title="third worker joins, one leaves",
-                                         max_duplicates=bound)
+                                         max_duplicates=bound, order_is_known_defect=True)
         say(capsys, f"  duplicate bound (uncommitted around join and leave): {bound}; the third worker held "
               f"{third} partitions")
     assert report.ok, report.lines()

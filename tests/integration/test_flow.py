@@ -29,6 +29,8 @@ def gateway(kafka, tmp_path_factory, fake_openai):
                            GATEWAY_PROFILE_WAIT_SECONDS="4", GATEWAY_MAX_CONTENT_CHARS="1000",
                            GATEWAY_AGENT_BACKLOG_MAX="50", OPENAI_API_KEY="sk-test",
                            GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05", GATEWAY_RETRY_MAX_ATTEMPTS="3",
+                           # These tests retry on one endpoint; the breaker has its own (test_providers).
+                           GATEWAY_BREAKER_CONSECUTIVE_FAILURES="50",
                            OPENAI_BASE_URL=fake_openai[1].url + "/v1")
     worker = cluster.worker()
     worker.wait_ready()
