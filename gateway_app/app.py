@@ -47,6 +47,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.broker_session_timeout_seconds,
         broker_rebalance_timeout=settings.rebalance_timeout_seconds,
         consumer_auto_offset_reset="earliest",
+        consumer_metadata_max_age_ms=int(settings.metadata_max_age_seconds * 1000),
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000,
         autodiscover=False,

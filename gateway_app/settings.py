@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # broker and the worker far less CPU; each output waits at most this long.
     producer_linger_ms: float = Field(0.0, ge=0)
     broker_session_timeout_seconds: float = Field(30.0, gt=0)
+    # How soon a worker notices a topic that did not exist when it subscribed (e.g. two workers starting
+    # at once, one creating the topics): until then that topic's partitions are assigned to nobody.
+    metadata_max_age_seconds: float = Field(10.0, gt=0)
     rebalance_timeout_seconds: float = Field(120.0, gt=0)
     rocksdb_block_cache_mb: int = Field(8, ge=1)
     web_tables_enabled: bool = False
