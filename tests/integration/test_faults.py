@@ -50,17 +50,25 @@ def agents(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
 
 
+async def traffic_through(chat: Chat, team: list[str], disrupt) -> tuple[list[Sent], int]:
+    """2 400 messages at 150/s while `disrupt(sampler)` runs; returns what was sent and the duplicate bound."""
+    sampler = UncommittedSampler(chat.d)
+    sampling = asyncio.create_task(sampler.run())
+    sent: list[Sent] = []
+    traffic = asyncio.create_task(send_at_rate(chat, conversation_traffic(team, 5, 2400), 150, sent))
+    await disrupt(sampler)
+    await traffic
+    await asyncio.sleep(REBALANCE_WINDOW)
+    sampling.cancel()
+    return sent, sampler.bound(REBALANCE_WINDOW)
+
+
 async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
     cluster = cluster_factory()
     await start(cluster, 2)
-    async with Chat(cluster.deployment) as chat:
-        team = agents("k", 40)
-        await load_profiles(chat, team)
-        sampler = UncommittedSampler(cluster.deployment)
-        sampling = asyncio.create_task(sampler.run())
-        sent: list[Sent] = []
-        traffic = asyncio.create_task(send_at_rate(chat, conversation_traffic(team, 5, 2400), 150, sent))
-        victim = cluster.workers[1]
+    victim = cluster.workers[1]
+
+    async def kill_three_times(sampler: UncommittedSampler) -> None:
         for _ in range(3):
             await asyncio.sleep(3.0)
             sampler.disruption("kill")
@@ -68,10 +76,11 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
             victim.start()  # same data dir: it recovers its tables and rejoins
             sampler.disruption("restart")
             await asyncio.to_thread(victim.wait_ready)
-        await traffic
-        await asyncio.sleep(REBALANCE_WINDOW)
-        sampling.cancel()
-        bound = sampler.bound(REBALANCE_WINDOW)
+
+    async with Chat(cluster.deployment) as chat:
+        team = agents("k", 40)
+        await load_profiles(chat, team)
+        sent, bound = await traffic_through(chat, team, kill_three_times)
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120, title="kill -9 x3, restart",
                                          max_duplicates=bound, order_is_known_defect=True)
         say(capsys, f"  duplicate bound (uncommitted around the 6 disruptions): {bound}")
@@ -81,13 +90,10 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
 async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, capsys):
     cluster = cluster_factory(partitions=8)  # faust gives a third worker nothing of 4 partitions (2+2+0)
     await start(cluster, 2)
-    async with Chat(cluster.deployment) as chat:
-        team = agents("j", 40)
-        await load_profiles(chat, team)
-        sampler = UncommittedSampler(cluster.deployment)
-        sampling = asyncio.create_task(sampler.run())
-        sent: list[Sent] = []
-        traffic = asyncio.create_task(send_at_rate(chat, conversation_traffic(team, 5, 2400), 150, sent))
+    third = 0
+
+    async def join_then_leave(sampler: UncommittedSampler) -> None:
+        nonlocal third
         await asyncio.sleep(4.0)
         sampler.disruption("join")
         await asyncio.to_thread(cluster.worker().wait_ready)
@@ -95,15 +101,16 @@ async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, ca
         third = cluster.workers[2].get("/ready")[1]["assigned_partitions"]
         sampler.disruption("leave")
         await asyncio.to_thread(cluster.workers[0].stop)
-        await traffic
-        await asyncio.sleep(REBALANCE_WINDOW)
-        sampling.cancel()
-        bound = sampler.bound(REBALANCE_WINDOW)
+
+    async with Chat(cluster.deployment) as chat:
+        team = agents("j", 40)
+        await load_profiles(chat, team)
+        sent, bound = await traffic_through(chat, team, join_then_leave)
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
                                          title="third worker joins, one leaves",
                                          max_duplicates=bound, order_is_known_defect=True)
         say(capsys, f"  duplicate bound (uncommitted around join and leave): {bound}; the third worker held "
-              f"{third} partitions")
+                    f"{third} partitions")
     assert report.ok, report.lines()
     assert third > 0
 
