@@ -166,8 +166,15 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _new_cluster_id() -> str:
-    """Kafka cluster ids are 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+    """Kafka cluster ids are 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with "-": the storage tool's
+    argument parser would read it as an option (about 1 id in 64 would fail to format).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 def _run_blocking(factory: Callable[[], Awaitable[_T]]) -> _T:

@@ -10,6 +10,7 @@ import mode
 from agents_tables.tables import GatewayTables, define_tables
 from gateway_app.agents import intake, processor
 from gateway_app.flow.processor import MessageFlow
+from gateway_app.kafka.consumer import OrderedTransport
 from gateway_app.providers.registry import ProviderPool
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
@@ -27,7 +28,7 @@ class Gateway:
 
 
 def faust_app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
         store="rocksdb://",
@@ -52,6 +53,9 @@ def faust_app(settings: Settings) -> faust.App:
         producer_linger=settings.producer_linger_ms / 1000,
         autodiscover=False,
     )
+    # In-order, gap-free delivery per partition (faust's own consumer loses records around rebalances).
+    app.transport = OrderedTransport(app.conf.broker_consumer, app)
+    return app
 
 
 def create_gateway(settings: Settings) -> Gateway:

@@ -107,12 +107,15 @@ def register(app: faust.App, intake: Intake, topics: GatewayTopics) -> None:
         "intake-profile-deleted": topics.profile_deleted,
     }
     for name, topic in sources.items():
-        app.agent(topic, name=name)(_intake_loop(intake))
+        app.agent(topic, name=name)(_intake_loop(app, intake))
 
 
-def _intake_loop(intake: Intake) -> Callable:
+def _intake_loop(app: faust.App, intake: Intake) -> Callable:
     async def intake_loop(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        # Acked by hand, one at a time in offset order, only records the consumer admits.
+        async for event in stream.noack().events():
+            if not await app.consumer.admit(event.message):
+                continue
             try:
                 await intake.handle(event)
             except Exception:  # a bug must not stop the partition: dead-letter what we could not handle
@@ -120,5 +123,6 @@ def _intake_loop(intake: Intake) -> Callable:
                 await intake.publisher.dead_letter(
                     records.dead_letter(origin_of(event), ErrorCode.INTERNAL_ERROR, "internal error in intake")
                 )
+            event.ack()
 
     return intake_loop

@@ -21,7 +21,8 @@ def register(app: faust.App, flow: MessageFlow, topics: GatewayTopics) -> None:
     @app.agent(topics.agent_events, name="processor")
     async def processor(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():
-            await flow.on_event(event)
+            if await app.consumer.admit(event.message):  # in offset order, never past a missing record
+                await flow.on_event(event)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:

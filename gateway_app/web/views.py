@@ -40,7 +40,8 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "pending_messages": len(flow.jobs), "counters": flow.counters})
+            return self.json({"status": "ok", "pending_messages": len(flow.jobs), "counters": flow.counters,
+                              "delivery": app.consumer.delivery_counts()})
 
     @app.page("/ready")
     class Ready(View):

@@ -60,26 +60,20 @@ class Report:
             f"{self.raw_duplicates} raw duplicates; statuses {dict(self.statuses)}",
             f"billing {self.billing_raw} raw, {self.billing_distinct} distinct event ids; tokens billed "
             f"{self.billed_tokens} vs replied {self.replied_tokens} (input, output)",
-            f"per-conversation order violations {len(self.order_violations)}"
-            + (" (KNOWN DEFECT, see README known limits)" if self.order_violations and not self.problems else ""),
+            f"per-conversation order violations {len(self.order_violations)}",
             f"DLQ records {self.dlq_records}; poison pills checked {self.poison_checked}",
             *(f"PROBLEM: {p}" for p in self.problems[:20]),
         ]
 
 
 def verify(sent: list[Sent], replies: list[dict[str, Any]], billing: list[dict[str, Any]],
-           dlq: list[dict[str, Any]], *, poison: Iterable[Poison] = (), max_duplicates: int | None = None,
-           order_is_known_defect: bool = False) -> Report:
-    """`replies`, `billing`, `dlq`: every record read from the output topics, in arrival order.
-
-    `order_is_known_defect`: report conversation-order violations as a known defect instead of failing
-    (rebalance scenarios: faust-streaming can drop records fetched around a rebalance and deliver them
-    only at the next one; see the README's known limits)."""
+           dlq: list[dict[str, Any]], *, poison: Iterable[Poison] = (), max_duplicates: int | None = None) -> Report:
+    """`replies`, `billing`, `dlq`: every record read from the output topics, in arrival order."""
     report = Report(sent=len(sent), raw_replies=len(replies), billing_raw=len(billing), dlq_records=len(dlq))
     first = _first_replies(sent, replies, report)
     _check_duplicates(report, max_duplicates)
     _check_billing(first, billing, report)
-    _check_order(sent, replies, report, fail=not order_is_known_defect)
+    _check_order(sent, replies, report)
     _check_dead_letters(first, dlq, report)
     _check_poison(list(poison), replies, dlq, report)
     return report
@@ -142,7 +136,7 @@ def _check_billing(first: dict[str, dict[str, Any]], billing: list[dict[str, Any
         report.problems.append(f"billed tokens {billed} != tokens in the replies {report.replied_tokens}")
 
 
-def _check_order(sent: list[Sent], replies: list[dict[str, Any]], report: Report, fail: bool = True) -> None:
+def _check_order(sent: list[Sent], replies: list[dict[str, Any]], report: Report) -> None:
     """Per conversation (agent + room): first replies arrive in the order the messages were sent."""
     position = {m.message_id: i for i, m in enumerate(sent)}
     seen: set[str] = set()
@@ -156,7 +150,7 @@ def _check_order(sent: list[Sent], replies: list[dict[str, Any]], report: Report
         if position[mid] < last[conversation]:
             report.order_violations.append(mid)
         last[conversation] = max(last[conversation], position[mid])
-    if report.order_violations and fail:
+    if report.order_violations:
         report.problems.append(f"{len(report.order_violations)} replies out of conversation order, "
                                f"e.g. {report.order_violations[:3]}")
 

@@ -1,0 +1,1 @@
+"""Our layer over faust's Kafka consumer: in-order, gap-free delivery per partition."""
