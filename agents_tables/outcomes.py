@@ -1,8 +1,28 @@
-"""Which answered messages each partition remembers, bounded: the oldest are forgotten first."""
+"""Outcome rows: the reply and billing event already produced for a message, and which messages each
+partition remembers (bounded: the oldest are forgotten first).
+
+A row is the two records' bytes as sent, joined by a newline (JSON never contains a raw one), so a
+redelivered message is answered with exactly the same bytes and the row costs no JSON round trip.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
+
+
+class Outcome(NamedTuple):
+    reply: bytes
+    billing: bytes | None
+
+
+def encode(outcome: Outcome) -> bytes:
+    return outcome.reply + b"\n" + (outcome.billing or b"")
+
+
+def decode(row: bytes) -> Outcome:
+    reply, _, billing = row.partition(b"\n")
+    return Outcome(reply, billing or None)
 
 
 class RecentKeys:

@@ -6,7 +6,7 @@ it, an older update arriving after the delete would bring the agent back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 Row = dict[str, Any]
 
@@ -30,3 +30,31 @@ def live(row: Row | None) -> Row | None:
     if row is None or row.get("deleted"):
         return None
     return row
+
+
+class BoundedCache:
+    """Decoded rows by key, at most `capacity` of them (the oldest insertion goes first). Reading a
+    profile row from RocksDB decodes its JSON on every message; the cache saves that on the hot path."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows: dict[str, Row | None] = {}
+
+    def get(self, key: str, load: Callable[[str], Row | None]) -> Row | None:
+        try:
+            return self._rows[key]
+        except KeyError:
+            row = load(key)
+            self.put(key, row)
+            return row
+
+    def put(self, key: str, row: Row | None) -> None:
+        if self.capacity == 0:
+            return
+        self._rows.pop(key, None)
+        if len(self._rows) >= self.capacity:
+            del self._rows[next(iter(self._rows))]
+        self._rows[key] = row
+
+    def clear(self) -> None:
+        self._rows.clear()

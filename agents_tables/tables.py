@@ -17,20 +17,22 @@ OUTCOMES = "message-outcomes"
 class GatewayTables:
     profiles: faust.Table       # agent id -> profile row (agents_tables.profiles)
     rate_windows: faust.Table   # agent id -> current window row (agents_tables.windows)
-    outcomes: faust.Table       # message id -> the reply and billing already produced for it
+    outcomes: faust.Table       # message id -> the reply and billing already produced (agents_tables.outcomes)
 
 
 def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> GatewayTables:
     # Each partition DB gets its own block cache; faust's default (2 GiB each) is far too large.
     options = {"block_cache_size": block_cache_mb * 1024 * 1024, "block_cache_compressed_size": 1024 * 1024}
 
-    def table(name: str, help_text: str) -> faust.Table:
+    def table(name: str, help_text: str, **values: object) -> faust.Table:
         return app.Table(
-            name, default=None, key_type=str, partitions=partitions, options=options, help=help_text
+            name, default=None, key_type=str, partitions=partitions, options=options, help=help_text, **values
         )
 
     return GatewayTables(
         profiles=table(PROFILES, "Agent profiles by agent id (tombstone row after a delete)."),
         rate_windows=table(RATE_WINDOWS, "Per-agent request and token counts of the current rate window."),
-        outcomes=table(OUTCOMES, "Replies and billing already produced, by message id, for redeliveries."),
+        # Raw bytes (agents_tables.outcomes): one row per answered message, the hottest table by far.
+        outcomes=table(OUTCOMES, "Replies and billing already produced, by message id, for redeliveries.",
+                       value_type=bytes),  # bytes: faust stores them raw
     )

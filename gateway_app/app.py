@@ -62,10 +62,10 @@ def create_gateway(settings: Settings) -> Gateway:
     app = faust_app(settings)
     topics = define_topics(app, settings)
     tables = define_tables(app, settings.topic_partitions, settings.rocksdb_block_cache_mb)
-    publisher = Publisher(topics)
+    publisher = Publisher(topics, app.producer)
     providers = ProviderPool(timeout=settings.call_timeout_seconds)
     flow = MessageFlow(settings, tables, publisher, providers)
-    intake.register(app, intake.Intake(settings, topics, publisher), topics)
+    intake.register(app, intake.Intake(settings, publisher), topics)
     processor.register(app, flow, topics)
     views.register(app, settings, topics, tables, flow)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from faust.types import ProducerT
 from pydantic import BaseModel
 
 from gateway_app.contract.events import BillingEvent, DeadLetter, MessageReply, ReplyChunk
@@ -18,29 +19,39 @@ def encode(event: BaseModel) -> bytes:
 
 
 class Publisher:
-    def __init__(self, topics: GatewayTopics) -> None:
-        self.topics = topics
+    """Sends straight to the app's producer: the records are raw bytes, so faust's channel layer (futures,
+    serializers, sensors per record) would only add work on the hottest path."""
+
+    def __init__(self, topics: GatewayTopics, producer: ProducerT) -> None:
+        self.producer = producer
+        self.names = {name: getattr(topics, name).get_topic_name()
+                      for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq")}
+
+    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
+        await self.producer.send(self.names[topic], key, value, partition=None, timestamp=None, headers=None)
+
+    async def forward(self, agent_id: str, value: bytes) -> None:
+        await self._send("agent_events", agent_id.encode(), value)
 
     async def reply(self, reply: MessageReply) -> None:
         await self.send_reply_bytes(reply.room_id, encode(reply))
 
     async def send_reply_bytes(self, room_id: str, value: bytes) -> None:
-        await self.topics.replies.send(key=room_id.encode(), value=value)
+        await self._send("replies", room_id.encode(), value)
 
     async def reply_chunk(self, chunk: ReplyChunk) -> None:
         # Keyed like the reply: all chunks of a message, and its reply, stay in one partition, in order.
-        await self.topics.reply_chunks.send(key=chunk.room_id.encode(), value=encode(chunk))
+        await self._send("reply_chunks", chunk.room_id.encode(), encode(chunk))
 
     async def billing(self, event: BillingEvent) -> None:
         await self.send_billing_bytes(event.agent_id, encode(event))
 
     async def send_billing_bytes(self, agent_id: str, value: bytes) -> None:
-        await self.topics.billing.send(key=agent_id.encode(), value=value)
+        await self._send("billing", agent_id.encode(), value)
 
     async def dead_letter(self, record: DeadLetter) -> None:
         log.warning(
             "dlq.write code=%s source=%s/%s/%s reason=%s",
             record.error_code, record.source_topic, record.source_partition, record.source_offset, record.reason,
         )
-        key = (record.agent_id or record.source_topic).encode()
-        await self.topics.dlq.send(key=key, value=encode(record))
+        await self._send("dlq", (record.agent_id or record.source_topic).encode(), encode(record))

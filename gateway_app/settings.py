@@ -110,6 +110,8 @@ class Settings(BaseSettings):
 
     # Redelivery: how many answered messages each partition remembers.
     dedupe_per_partition: int = Field(20_000, ge=100)
+    # Decoded profiles kept in memory per worker (the table stays the source of truth).
+    profile_cache_size: int = Field(10_000, ge=0)
 
     # Faust/consumer tuning.
     commit_interval_seconds: float = Field(1.0, gt=0)

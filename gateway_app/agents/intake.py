@@ -54,8 +54,7 @@ def origin_of(event: faust.types.EventT) -> Origin:
 class Intake:
     """Validates one input record and sends it on, or dead-letters it."""
 
-    def __init__(self, settings: Settings, topics: GatewayTopics, publisher: Publisher) -> None:
-        self.topics = topics
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self.publisher = publisher
         self.limits = InputLimits(settings.max_content_chars, settings.max_metadata_bytes)
         self.decoders: dict[str, tuple[str, Callable[[bytes | None], BaseModel | Rejection]]] = {
@@ -74,7 +73,7 @@ class Intake:
             return
         payload: dict[str, Any] = result.model_dump(mode="json")
         forward = AgentEvent(kind=kind, agent_id=payload["agent_id"], payload=payload, origin=origin)
-        await self.topics.agent_events.send(key=forward.agent_id.encode(), value=forward.model_dump_json().encode())
+        await self.publisher.forward(forward.agent_id, forward.model_dump_json().encode())
 
     async def reject(self, kind: str, origin: Origin, rejection: Rejection) -> None:
         message_id = rejection.field("message_id")

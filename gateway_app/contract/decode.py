@@ -91,14 +91,13 @@ def decode_message(raw: bytes | None, limits: InputLimits) -> MessageCreated | R
 
 
 def _check_message_bounds(message: MessageCreated, limits: InputLimits) -> MessageCreated | Rejection:
-    fields = message.model_dump(mode="json")
     if len(message.content) > limits.max_content_chars:
         reason = f"content has {len(message.content)} characters; the limit is {limits.max_content_chars}"
-        return Rejection(ErrorCode.CONTENT_TOO_LONG, reason, fields)
+        return Rejection(ErrorCode.CONTENT_TOO_LONG, reason, message.model_dump(mode="json"))
     size = len(json.dumps(message.metadata).encode()) if message.metadata else 0
     if size > limits.max_metadata_bytes:
         reason = f"metadata is {size} bytes as JSON; the limit is {limits.max_metadata_bytes}"
-        return Rejection(ErrorCode.METADATA_TOO_LARGE, reason, fields)
+        return Rejection(ErrorCode.METADATA_TOO_LARGE, reason, message.model_dump(mode="json"))
     return message
 
 

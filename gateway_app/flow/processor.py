@@ -22,7 +22,9 @@ from pydantic import ValidationError
 
 from agents_tables import profiles as profile_rows
 from agents_tables import windows
-from agents_tables.outcomes import RecentKeys
+from agents_tables import outcomes as outcome_rows
+from agents_tables.outcomes import Outcome, RecentKeys
+from agents_tables.profiles import BoundedCache
 from agents_tables.tables import GatewayTables
 from gateway_app.contract.events import (
     AgentProfile,
@@ -93,6 +95,7 @@ class MessageFlow:
         self.jobs: set[Job] = set()
         self._room = asyncio.Event()  # set whenever a job finishes: the loop may take more messages
         self.recent: dict[Hashable, RecentKeys] = {}
+        self.profile_cache = BoundedCache(settings.profile_cache_size)
         self.window_ms = int(settings.rate_window_seconds * 1000)
         self.counters = {"answered": 0, "rejected": 0, "redelivered": 0, "profiles_applied": 0, "profiles_stale": 0}
         self.resets = 0  # rebalances seen; events that waited across one are dropped
@@ -126,7 +129,7 @@ class MessageFlow:
         self.acker.done(partition, slot)
 
     def _apply_profile(self, kind: str, incoming: AgentProfile | AgentProfileDeleted, payload: dict) -> None:
-        row = self.tables.profiles.get(incoming.agent_id)
+        row = self._profile_row(incoming.agent_id)
         if not profile_rows.should_apply(row, incoming.version):
             self.counters["profiles_stale"] += 1
             log.info("profile.ignored_stale agent=%s version=%s stored=%s", incoming.agent_id, incoming.version,
@@ -134,14 +137,19 @@ class MessageFlow:
             return
         new_row = payload if kind == "profile" else profile_rows.tombstone(incoming.version)
         self.tables.profiles[incoming.agent_id] = new_row
+        self.profile_cache.put(incoming.agent_id, new_row)
         self.counters["profiles_applied"] += 1
         log.info("profile.applied agent=%s version=%s kind=%s", incoming.agent_id, incoming.version, kind)
         lane = self.agent_lanes.peek(incoming.agent_id)
         if lane is not None:
             lane.notify()
 
+    def _profile_row(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's profile row: every write goes through `_apply_profile`, which keeps the cache true."""
+        return self.profile_cache.get(agent_id, self.tables.profiles.get)
+
     def _start(self, record: AgentEvent, message: MessageCreated, partition: Hashable, slot: list) -> None:
-        profile = profile_rows.live(self.tables.profiles.get(message.agent_id))
+        profile = profile_rows.live(self._profile_row(message.agent_id))
         job = Job(record, message, partition, slot, time.monotonic(), profile)
         remembered = self.tables.outcomes.get(message.message_id)
         if remembered is not None:
@@ -195,7 +203,7 @@ class MessageFlow:
         lane = self.agent_lanes.get(job.message.agent_id)
         deadline = job.arrived + self.settings.profile_wait_seconds
         while True:
-            profile = profile_rows.live(self.tables.profiles.get(job.message.agent_id))
+            profile = profile_rows.live(self._profile_row(job.message.agent_id))
             if profile is not None:
                 job.profile = profile
                 return profile
@@ -286,28 +294,29 @@ class MessageFlow:
         bill = None
         if answer.result.usage.input_tokens or answer.result.usage.output_tokens:
             bill = records.billing(job.message, answer, self.prices)
-        outcome = {"reply": reply.model_dump_json(), "billing": bill.model_dump_json() if bill else None}
+        outcome = Outcome(reply.model_dump_json().encode(), bill.model_dump_json().encode() if bill else None)
         # Remember first: a redelivery then re-sends these bytes instead of calling the provider again.
         self._remember(job, outcome)
-        await self.publisher.send_reply_bytes(reply.room_id, outcome["reply"].encode())
-        if bill is not None:
-            await self.publisher.send_billing_bytes(bill.agent_id, outcome["billing"].encode())
+        await self._send_outcome(job, outcome)
         self.counters["answered"] += 1
         self._done(job)
 
-    def _remember(self, job: Job, outcome: dict[str, Any]) -> None:
-        self.tables.outcomes[job.message.message_id] = outcome
+    async def _send_outcome(self, job: Job, outcome: Outcome) -> None:
+        await self.publisher.send_reply_bytes(job.message.room_id, outcome.reply)
+        if outcome.billing is not None:
+            await self.publisher.send_billing_bytes(job.message.agent_id, outcome.billing)
+
+    def _remember(self, job: Job, outcome: Outcome) -> None:
+        self.tables.outcomes[job.message.message_id] = outcome_rows.encode(outcome)
         recent = self.recent.setdefault(job.partition, RecentKeys(self.settings.dedupe_per_partition))
         for old in recent.add(job.message.message_id):
             self.tables.outcomes.pop(old, None)
 
-    async def _replay_outcome(self, job: Job, outcome: dict[str, Any]) -> None:
+    async def _replay_outcome(self, job: Job, row: bytes) -> None:
         """A redelivered, already-answered message: the same bytes again, no provider call."""
         self.counters["redelivered"] += 1
         log.info("flow.redelivered message=%s", job.message.message_id)
-        await self.publisher.send_reply_bytes(job.message.room_id, outcome["reply"].encode())
-        if outcome.get("billing"):
-            await self.publisher.send_billing_bytes(job.message.agent_id, outcome["billing"].encode())
+        await self._send_outcome(job, outcome_rows.decode(row))
         self._done(job)
 
     async def _finish_rejected(self, job: Job, rejected: Rejected) -> None:
@@ -349,6 +358,7 @@ class MessageFlow:
         self._room.set()
         self.acker.forget_all()
         self.recent.clear()
+        self.profile_cache.clear()  # the next owner of a partition may have changed its rows
         return cancelled
 
     def backlog(self, agent_id: str) -> int:

@@ -1,5 +1,6 @@
 from agents_tables import profiles
-from agents_tables.outcomes import RecentKeys
+from agents_tables import outcomes
+from agents_tables.outcomes import Outcome, RecentKeys
 
 
 def test_only_strictly_newer_versions_apply():
@@ -23,3 +24,30 @@ def test_recent_keys_evicts_oldest_first():
     assert keys.add("a") == []  # re-adding refreshes, evicts nothing
     assert keys.add("d") == ["b"]
     assert len(keys) == 3
+
+
+def test_outcome_rows_keep_the_exact_bytes_with_and_without_billing():
+    with_bill = Outcome(b'{"reply_id": "r", "content": "a\\nb"}', b'{"event_id": "e"}')
+    assert outcomes.decode(outcomes.encode(with_bill)) == with_bill
+    without = Outcome(b'{"reply_id": "r"}', None)
+    assert outcomes.decode(outcomes.encode(without)) == without
+
+
+def test_profile_cache_loads_once_and_forgets_the_oldest_entry_first():
+    loads = []
+
+    def load(key):
+        loads.append(key)
+        return {"version": 1, "agent_id": key} if key != "ghost" else None
+
+    cache = profiles.BoundedCache(2)
+    assert cache.get("a", load)["agent_id"] == "a" and cache.get("a", load)["agent_id"] == "a"
+    assert cache.get("ghost", load) is None and cache.get("ghost", load) is None  # absence is cached too
+    cache.put("a", {"version": 2})  # a write refreshes the entry and its place
+    assert cache.get("b", load)["agent_id"] == "b"  # full: "ghost", the oldest, goes
+    assert cache.get("a", load) == {"version": 2}
+    assert cache.get("ghost", load) is None
+    assert loads == ["a", "ghost", "b", "ghost"]
+    off = profiles.BoundedCache(0)
+    off.get("a", load), off.get("a", load)
+    assert loads[-2:] == ["a", "a"]
