@@ -111,7 +111,7 @@ class Caller:
                           on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | None:
         """The answer from this target, or None when it gave up (the next target is tried)."""
         try:
-            provider = self.providers.get(target.provider)
+            provider = await self.providers.load(target.provider)
             endpoint = self.endpoints.get(target.provider, target.model, provider.endpoint(request))
         except ProviderError as error:
             progress.note(target, error.code, error, None)

@@ -232,6 +232,12 @@ async def test_provider_storm_on_one_provider_while_another_stays_healthy(kafka,
                 for agent_id in calm_team:
                     await chat.profile(profile(agent_id, provider="cohere", model="command-r-08-2024"))
                 await asyncio.sleep(1.0)
+                # Warm up: a worker's first call to a provider builds its SDK client (a few hundred ms of
+                # CPU), which is not what this scenario measures.
+                warm = [message(agent_id, room_id="room-warm", content="warm up") for agent_id in storm_team + calm_team]
+                for msg in warm:
+                    await chat.message(msg)
+                await chat.wait_replies([m["messageId"] for m in warm], timeout=60)
                 faults = ["FAULT:flaky:1:429", "FAULT:flaky:2:503", "FAULT:flaky:1:hang", "FAULT:flaky:1:reset",
                           "FAULT:500", "FAULT:429", "plain"]
                 rng = random.Random(5)

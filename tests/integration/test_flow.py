@@ -238,3 +238,35 @@ async def test_retriable_failures_are_retried_and_permanent_ones_dead_lettered(c
     assert [h["status"] for h in dead["attempt_history"]] == [502, 502, 502]
     await asyncio.sleep(1)
     assert not any(b["message_id"] == down["messageId"] for _, b in chat.seen["billing"])
+
+
+async def test_offset_gaps_of_a_transactional_producer_are_crossed_in_order(chat, gateway):
+    """Transaction markers take offsets no consumer sees: each gap first looks like a skipped record (the
+    consumer seeks back to the missing offset), then the refetch shows it is real, and the stream goes on."""
+    from aiokafka import AIOKafkaProducer
+
+    worker = gateway.workers[0]
+    before = worker.get("/health")[1]["delivery"]
+    await chat.profile(profile("txn-bot"))
+    producer = AIOKafkaProducer(bootstrap_servers=gateway.deployment.bootstrap,
+                                transactional_id=f"upstream-{time.monotonic_ns()}")
+    await producer.start()
+    sent = []
+    try:
+        for _ in range(6):
+            async with producer.transaction():  # three records, then a commit marker
+                for _ in range(3):
+                    msg = message("txn-bot", room_id="room-txn")
+                    await producer.send(gateway.deployment.topic("messages"), json.dumps(msg).encode(),
+                                        key=b"room-txn")
+                    sent.append(msg["messageId"])
+    finally:
+        await producer.stop()
+    replies = await chat.wait_replies(sent, timeout=60)
+    assert all(replies[m][0]["status"] == "ok" for m in sent)
+    order = [r["message_id"] for r in chat.replies() if r["message_id"] in set(sent)]
+    assert sorted(set(order), key=order.index) == sent  # first replies in the order sent
+    after = worker.get("/health")[1]["delivery"]
+    # Five markers sit between the six transactions (the last one has no record after it yet).
+    assert after["gaps_accepted"] - before["gaps_accepted"] == 5
+    assert after["hole"] - before["hole"] == 5

@@ -64,6 +64,9 @@ class Pool:
     def get(self, name: str) -> Scripted:
         return self.providers[name]
 
+    async def load(self, name: str) -> Scripted:
+        return self.get(name)
+
 
 def settings(**overrides) -> Settings:
     values = dict(retry_max_attempts=3, retry_base_delay_seconds=0.001, retry_max_delay_seconds=0.01,
