@@ -20,6 +20,7 @@ from pathlib import Path
 from devtools.kafka_local import KafkaBroker, port_open
 
 STATE = Path(".local")
+STOP_GRACE_SECONDS = 30.0
 
 
 def broker_address(url: str) -> tuple[str, int]:
@@ -75,11 +76,25 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
-        if broker is not None:
-            broker.stop()
+        try:
+            stop_worker(worker)
+        finally:
+            if broker is not None:
+                broker.stop()
+
+
+def stop_worker(worker: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds, as a process supervisor would. Killing loses
+    nothing: whatever the worker had not committed is redelivered to the next worker."""
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        print(f"the worker did not stop within {grace:.0f}s of SIGTERM; killing it (see {STATE / 'worker.log'})")
+        worker.kill()
+        worker.wait()
 
 
 if __name__ == "__main__":

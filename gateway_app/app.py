@@ -10,7 +10,7 @@ import mode
 from agents_tables.tables import GatewayTables, define_tables
 from gateway_app.agents import intake, processor
 from gateway_app.flow.processor import MessageFlow
-from gateway_app.kafka.consumer import OrderedTransport
+from gateway_app.kafka.transport import GatewayTransport
 from gateway_app.providers.registry import ProviderPool
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
@@ -53,8 +53,8 @@ def faust_app(settings: Settings) -> faust.App:
         producer_linger=settings.producer_linger_ms / 1000,
         autodiscover=False,
     )
-    # In-order, gap-free delivery per partition (faust's own consumer loses records around rebalances).
-    app.transport = OrderedTransport(app.conf.broker_consumer, app)
+    # In-order, gap-free delivery per partition, and a producer that never loses a topic's metadata.
+    app.transport = GatewayTransport(app.conf.broker_consumer, app)
     return app
 
 

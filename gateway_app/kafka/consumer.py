@@ -119,7 +119,3 @@ class OrderedConsumer(faust_aiokafka.Consumer):
 
     def delivery_counts(self) -> Mapping[str, int]:
         return {**self.guard.counts, "gaps_accepted": self.guard.gaps_accepted}
-
-
-class OrderedTransport(faust_aiokafka.Transport):
-    Consumer = OrderedConsumer
