@@ -79,10 +79,14 @@ only; the before/after figures below come from interleaved runs on one broker (m
   0.6 ms in the intake hop and 1.0 ms in the processor (alone, intake forwarded ~1,500 msg/s and the
   processor answered ~950 msg/s). The time is spread: produce requests ~15%, faust's per-record
   delivery (fetch loop, conductor, stream, event, acks) ~20%, the outcome row and its changelog ~10%,
-  JSON and model (de)serialisation ~10%; no single spot of ours dominates. At half the maximum rate the
-  gateway already queues on this machine, hence the p50. The ratio and latency targets are not met on
-  this design; meeting them would take fewer hops and records per message or a leaner Kafka client
-  than faust's.
+  JSON and model (de)serialisation ~10%; no single spot of ours dominates. At half the maximum rate
+  the gateway has little headroom on this machine (load generator, collector and broker share its two
+  cores), and its latency is bimodal: in 14 separate rounds at 268 msg/s (a fresh worker each), 11
+  had p50 56-121 ms and p99 107-360 ms, one p50 442 ms and p99 3.9 s, and 2 fell behind and stayed
+  behind for the 10 s (p50 3.9-4.4 s; the three slow ones were each the first round on a new broker).
+  A `make bench` run whose rounds fall behind reports seconds. The ratio and latency targets
+  are not met on this design; meeting them would take fewer hops and records per message or a leaner
+  Kafka client than faust's.
 - **What profiling changed** (backlog drain, interleaved medians): outputs sent straight to the
   producer instead of through faust's channel layer, outcome rows as raw bytes, decoded profiles
   cached, no rejection fields built for valid input: 485 -> 682 msg/s; a fetch loop of our own instead
@@ -90,8 +94,9 @@ only; the before/after figures below come from interleaved runs on one broker (m
   event-loop turns (so calls in flight stay ahead of intake under load) costs part of that back:
   423 -> 534 msg/s from before the profiling to now. End-to-end p50 at 250 msg/s: 102 -> 72 ms.
 - **Concurrency efficiency.** The in-flight bound (256 calls / 0.2 s = 1,280 msg/s) is above the
-  zero-latency rate, so the bound is that rate; with a 200 ms provider the worker keeps up with it (a
-  figure just above 1 is noise).
+  zero-latency rate, so the bound is that rate; with a 200 ms provider the worker keeps up with it. A
+  figure above 1 is the spread of the zero-latency rounds it is divided by (their range is printed
+  while the benchmark runs).
 - **Restore rate.** Cold restore is bounded by faust's recovery: each changelog row is decoded from JSON
   into an event and the remaining offsets of every partition are recomputed per record (py-spy); our
   fetch loop brought 50,000 profiles from 17.2 s to 15-16 s, not more. The target would take a restore
