@@ -32,7 +32,7 @@ def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> Gatew
     return GatewayTables(
         profiles=table(PROFILES, "Agent profiles by agent id (tombstone row after a delete)."),
         rate_windows=table(RATE_WINDOWS, "Per-agent request and token counts of the current rate window."),
-        # Raw bytes (agents_tables.outcomes): one row per answered message, the hottest table by far.
+        # Raw bytes, stored as they are (agents_tables.outcomes): one row per answered message, the hottest table.
         outcomes=table(OUTCOMES, "Replies and billing already produced, by message id, for redeliveries.",
-                       value_type=bytes),  # bytes: faust stores them raw
+                       value_type=bytes),
     )
