@@ -45,8 +45,16 @@ def make_cluster(kafka: KafkaBroker, tmp: Path, partitions: int = 4, **env: str)
     return Cluster(Deployment(kafka.bootstrap, name, partitions=partitions, env=env), tmp)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
 @pytest.fixture
-def cluster_factory(kafka, tmp_path):
+def cluster_factory(kafka, tmp_path, request):
     clusters: list[Cluster] = []
 
     def factory(partitions: int = 4, **env: str) -> Cluster:
@@ -57,3 +65,9 @@ def cluster_factory(kafka, tmp_path):
     yield factory
     for cluster in clusters:
         cluster.stop()
+    if getattr(request.node, "call_failed", False):  # CI keeps only the console: show what the workers said
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            for cluster in clusters:
+                for worker in cluster.workers:
+                    print(f"\n--- {worker.log_path.name} (last 80 lines) ---\n{worker.tail(80)}")
