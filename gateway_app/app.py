@@ -10,6 +10,7 @@ import mode
 from agents_tables.tables import GatewayTables, define_tables
 from gateway_app.agents import intake, processor
 from gateway_app.flow.processor import MessageFlow
+from gateway_app.kafka.recovery import GatewayTableManager
 from gateway_app.kafka.transport import GatewayTransport
 from gateway_app.providers.registry import ProviderPool
 from gateway_app.publisher import Publisher
@@ -52,6 +53,7 @@ def faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000,
         autodiscover=False,
+        TableManager=GatewayTableManager,  # restores changelog rows in batches
     )
     # In-order, gap-free delivery per partition, and a producer that never loses a topic's metadata.
     app.transport = GatewayTransport(app.conf.broker_consumer, app)

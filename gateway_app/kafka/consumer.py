@@ -77,8 +77,11 @@ class OrderedConsumer(faust_aiokafka.Consumer):
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                async for _tp, message in self.getmany(timeout=1.0):
+                changelogs = self.app.tables.changelog_topics
+                async for tp, message in self.getmany(timeout=1.0):
                     await deliver(message)
+                    if tp.topic in changelogs:
+                        continue  # table rows start no work: restore them at full speed
                     # Two turns of the event loop per record: the agent takes the record, and the work it
                     # starts takes its first step, before the next record comes in. Under load that keeps
                     # calls already in flight ahead of new intake (one turn: p50 of a healthy provider's

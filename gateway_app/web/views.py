@@ -41,7 +41,8 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
     class Health(View):
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "pending_messages": len(flow.jobs), "counters": flow.counters,
-                              "delivery": app.consumer.delivery_counts()})
+                              "delivery": app.consumer.delivery_counts(),
+                              "restore": app.tables.recovery.restore_stats()})
 
     @app.page("/ready")
     class Ready(View):

@@ -351,6 +351,7 @@ async def test_worker_rebuilds_its_tables_from_the_changelog(cluster_factory, ca
         shutil.rmtree(worker.data_dir)
         worker.start()
         ready_s = await asyncio.to_thread(worker.wait_ready)
+        restore = worker.get("/health")[1]["restore"]
         profiles = {a: worker.get(f"/agents/{a}")[1] for a in team}
         after = {a: worker.get(f"/agents/{a}/usage")[1]["requests"] for a in team}
         more = conversation_traffic(team, 2, 1000, seed=2)
@@ -360,8 +361,10 @@ async def test_worker_rebuilds_its_tables_from_the_changelog(cluster_factory, ca
         late = [chat.replies_by_message()[m["messageId"]][0] for m in more]
         say(capsys, f"  ready {ready_s:.1f} s after restart with an empty data dir; profiles back "
               f"{sum(p['version'] == 3 for p in profiles.values())}/{len(team)}; rate-window rows back "
-              f"{sum(after[a] == before[a] for a in team)}/{len(team)}")
+              f"{sum(after[a] == before[a] for a in team)}/{len(team)}; restore {restore}")
     assert report.ok, report.lines()
+    # Every row came back through the restore (profiles, rate windows, outcomes), timed by the worker.
+    assert not restore["in_progress"] and restore["rows"] >= len(team) * 2 + 1000 and restore["seconds"] > 0
     assert all(p["version"] == 3 and p["system_prompt"] == "v3" for p in profiles.values())
     assert after == before
     assert all(r["status"] == "ok" and r["profile_version"] == 3 for r in late)
