@@ -73,40 +73,46 @@ class BatchRecovery(Recovery):
                     batch.append(queue.get_nowait())
                 await self._take(batch)
                 await self._after_rows(idle_waits)
-            except Exception as exc:  # as faust's loop: a bad row is logged, the restore goes on
+            except Exception as exc:  # as faust's loop: an error is logged, the restore goes on
                 log.warning("recovery.error %r", exc)
 
     async def _take(self, batch: list[EventT]) -> None:
         started = monotonic()
         actives = 0
         for event in batch:
-            tp = event.message.tp
-            if tp in self.active_tps:
-                offsets, size_attr = self.active_offsets, "recovery_buffer_size"
-                self._active_events_received_at[tp] = started
-                actives += 1
-            elif tp in self.standby_tps:
-                offsets, size_attr = self.standby_offsets, "standby_buffer_size"
-                self._standby_events_received_at[tp] = started
-            else:  # revoked while its rows were queued
-                continue
-            seen = offsets.get(tp)
-            offset = event.message.offset
-            if seen is not None and offset <= seen:
-                continue
-            offsets[tp] = offset
-            if offsets is self.active_offsets:
-                self._restore_rows += 1
-            table = self.tp_to_table[tp]
-            buffer = self.buffers[table]
-            buffer.append(event)
-            await table.on_changelog_event(event)
-            if len(buffer) >= self._buffer_size(tp, table, size_attr):
-                table.apply_changelog_batch(buffer)
-                buffer.clear()
-                self._last_flush_at = monotonic()
+            try:
+                actives += await self._take_row(event, started)
+            except Exception as exc:  # as faust's loop: a bad row is logged, the rest of the batch goes on
+                log.warning("recovery.error topic=%s offset=%s %r", event.message.topic, event.message.offset, exc)
         if actives:
             self._sample_processing_time((monotonic() - started) / len(batch), actives)
+
+    async def _take_row(self, event: EventT, now: float) -> int:
+        """Buffer one row if it is new for its partition; 1 if the partition is active, else 0."""
+        tp = event.message.tp
+        if tp in self.active_tps:
+            offsets, size_attr, active = self.active_offsets, "recovery_buffer_size", 1
+            self._active_events_received_at[tp] = now
+        elif tp in self.standby_tps:
+            offsets, size_attr, active = self.standby_offsets, "standby_buffer_size", 0
+            self._standby_events_received_at[tp] = now
+        else:  # revoked while its rows were queued
+            return 0
+        seen = offsets.get(tp)
+        offset = event.message.offset
+        if seen is not None and offset <= seen:
+            return active
+        offsets[tp] = offset
+        self._restore_rows += active
+        table = self.tp_to_table[tp]
+        buffer = self.buffers[table]
+        buffer.append(event)
+        await table.on_changelog_event(event)
+        if len(buffer) >= self._buffer_size(tp, table, size_attr):
+            table.apply_changelog_batch(buffer)
+            buffer.clear()
+            self._last_flush_at = monotonic()
+        return active
 
     def _buffer_size(self, tp: TP, table: Any, size_attr: str) -> int:
         size = self.buffer_sizes.get(tp)
