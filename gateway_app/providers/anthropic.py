@@ -133,23 +133,23 @@ class AnthropicProvider:
     def endpoint(self, request: ChatRequest) -> str:
         return os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
 
-    def _client(self, request: ChatRequest) -> anthropic.AsyncAnthropic:
+    async def _client(self, request: ChatRequest) -> anthropic.AsyncAnthropic:
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise ProviderNotConfigured("ANTHROPIC_API_KEY is not set")
         base_url = self.endpoint(request)
-        return self._clients.get((base_url, key), lambda: anthropic.AsyncAnthropic(
+        return await self._clients.get((base_url, key), lambda: anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        client, params = self._client(request), to_params(request)
+        client, params = await self._client(request), to_params(request)
         try:
             return to_result(await client.messages.create(**params))
         except Exception as exc:
             raise classify(exc) from exc
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        client, params = self._client(request), to_params(request)
+        client, params = await self._client(request), to_params(request)
         state = _StreamState()
         started = False
         try:

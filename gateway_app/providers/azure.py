@@ -25,12 +25,12 @@ class AzureOpenAIProvider(openai_compat.CompatibleProvider):
             raise ProviderNotConfigured("AZURE_OPENAI_ENDPOINT is not set")
         return f"{endpoint.rstrip('/')}/openai/deployments/{request.model}"
 
-    def _client(self, request: ChatRequest) -> openai.AsyncAzureOpenAI:
+    async def _client(self, request: ChatRequest) -> openai.AsyncAzureOpenAI:
         key = os.environ.get("AZURE_OPENAI_API_KEY")
         if not key:
             raise ProviderNotConfigured("AZURE_OPENAI_API_KEY is not set")
         endpoint = self.endpoint(request).split("/openai/deployments/")[0]
         version = os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
         # One client per endpoint+key: the SDK puts the deployment (the request's model) into the path.
-        return self._clients.get((endpoint, key, version), lambda: openai.AsyncAzureOpenAI(
+        return await self._clients.get((endpoint, key, version), lambda: openai.AsyncAzureOpenAI(
             api_key=key, azure_endpoint=endpoint, api_version=version, max_retries=0, timeout=self.timeout))

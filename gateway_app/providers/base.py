@@ -7,6 +7,7 @@ module knows which SDK it uses.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
 
@@ -131,27 +132,43 @@ C = TypeVar("C")
 class ClientCache(Generic[C]):
     """SDK clients, one per (endpoint, key), created on first use and reused (pooled connections).
 
+    A client is built in a thread: loading CA certificates and setting up a connection pool takes
+    0.1-0.3 s of CPU, which on the event loop would stall every call in flight. Concurrent first calls
+    wait for the same build; a build that fails is tried again by the next call.
     Bounded: past `max_clients` distinct endpoints a new one is refused rather than another pool opened
     (profiles may choose endpoints for some providers).
     """
 
     def __init__(self, close: Callable[[C], Awaitable[None]], max_clients: int = 32) -> None:
         self._clients: dict[Hashable, C] = {}
+        self._building: dict[Hashable, asyncio.Future[C]] = {}
         self._close = close
         self.max_clients = max_clients
 
-    def get(self, key: Hashable, create: Callable[[], C]) -> C:
+    async def get(self, key: Hashable, create: Callable[[], C]) -> C:
         client = self._clients.get(key)
-        if client is None:
-            if len(self._clients) >= self.max_clients:
+        if client is not None:
+            return client
+        building = self._building.get(key)
+        if building is None:
+            if len(self._clients) + len(self._building) >= self.max_clients:
                 raise ProviderNotConfigured(f"already {self.max_clients} distinct endpoints in use; refusing another")
-            client = self._clients[key] = create()
-        return client
+            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(create))
+            building.add_done_callback(lambda done: self._built(key, done))
+        # shield: a caller cancelled while it waits must not cancel the build the others wait for.
+        return await asyncio.shield(building)
+
+    def _built(self, key: Hashable, done: asyncio.Future[C]) -> None:
+        del self._building[key]
+        if not done.cancelled() and done.exception() is None:
+            self._clients[key] = done.result()
 
     def __len__(self) -> int:
         return len(self._clients)
 
     async def aclose(self) -> None:
+        if self._building:
+            await asyncio.gather(*self._building.values(), return_exceptions=True)
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await self._close(client)

@@ -117,7 +117,7 @@ class CohereProvider:
     def endpoint(self, request: ChatRequest) -> str:
         return os.environ.get("COHERE_BASE_URL") or os.environ.get("CO_API_URL") or DEFAULT_BASE_URL
 
-    def _client(self, request: ChatRequest) -> cohere.AsyncClientV2:
+    async def _client(self, request: ChatRequest) -> cohere.AsyncClientV2:
         key = os.environ.get("COHERE_API_KEY") or os.environ.get("CO_API_KEY")
         if not key:
             raise ProviderNotConfigured("COHERE_API_KEY (or CO_API_KEY) is not set")
@@ -129,17 +129,17 @@ class CohereProvider:
                                           httpx_client=http, log_warning_experimental_features=False)
             return client, http
 
-        return self._clients.get((base_url, key), create)[0]
+        return (await self._clients.get((base_url, key), create))[0]
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        client, params = self._client(request), to_params(request)
+        client, params = await self._client(request), to_params(request)
         try:
             return to_result(await client.chat(**params))
         except Exception as exc:
             raise classify(exc) from exc
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        client, params = self._client(request), to_params(request)
+        client, params = await self._client(request), to_params(request)
         state = _StreamState()
         try:
             # aclosing: closing our generator must close the SDK's (and its HTTP response) at once.

@@ -49,8 +49,8 @@ class LocalProvider(openai_compat.CompatibleProvider):
         return resolve_base_url(os.environ.get("LOCAL_LLM_BASE_URL"), request.options.get("base_url"),
                                 allowed_hosts())
 
-    def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
+    async def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
         base_url = self.endpoint(request)
         key = os.environ.get("LOCAL_LLM_API_KEY") or PLACEHOLDER_KEY
-        return self._clients.get((base_url, key), lambda: openai.AsyncOpenAI(
+        return await self._clients.get((base_url, key), lambda: openai.AsyncOpenAI(
             api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))

@@ -21,10 +21,10 @@ class OpenAIProvider(openai_compat.CompatibleProvider):
     def endpoint(self, request: ChatRequest) -> str:
         return os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
 
-    def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
+    async def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
             raise ProviderNotConfigured("OPENAI_API_KEY is not set")
         base_url, organization = self.endpoint(request), os.environ.get("OPENAI_ORG_ID") or None
-        return self._clients.get((base_url, key, organization), lambda: openai.AsyncOpenAI(
+        return await self._clients.get((base_url, key, organization), lambda: openai.AsyncOpenAI(
             api_key=key, base_url=base_url, organization=organization, max_retries=0, timeout=self.timeout))

@@ -7,6 +7,7 @@ decides, and a second hidden loop would multiply the delays.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, AsyncIterator
 
 import openai
@@ -175,14 +176,18 @@ class CompatibleProvider:
     def endpoint(self, request: ChatRequest) -> str:
         raise NotImplementedError
 
-    def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
+    async def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
         raise NotImplementedError
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        return await complete(self._client(request), request, usage_required=self.usage_required)
+        return await complete(await self._client(request), request, usage_required=self.usage_required)
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        return stream(self._client(request), request, usage_required=self.usage_required)
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        # aclosing: closing this generator must close the SDK's stream (and its HTTP response) at once.
+        async with contextlib.aclosing(stream(await self._client(request), request,
+                                              usage_required=self.usage_required)) as events:
+            async for event in events:
+                yield event
 
     async def aclose(self) -> None:
         await self._clients.aclose()

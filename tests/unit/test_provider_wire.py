@@ -243,6 +243,9 @@ async def test_missing_configuration_is_not_configured_and_not_retried(name, mon
     with pytest.raises(ProviderError) as caught:
         await pool.get(name).complete(request("hi"))
     assert caught.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED and not caught.value.retriable
+    with pytest.raises(ProviderError) as caught:  # streamed: the first step of the stream says so
+        await anext(pool.get(name).stream(request("hi")))
+    assert caught.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED and not caught.value.retriable
 
 
 async def test_local_base_url_override_only_to_allowed_hosts(servers, monkeypatch, pool):
