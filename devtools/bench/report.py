@@ -87,6 +87,16 @@ only; the before/after figures below come from interleaved runs on one broker (m
   A `make bench` run whose rounds fall behind reports seconds. The ratio and latency targets
   are not met on this design; meeting them would take fewer hops and records per message or a leaner
   Kafka client than faust's.
+- **Where the added latency goes.** One worker at 60 msg/s (a quarter of the rate above, open loop):
+  it uses 55% of a core against 1% idle; each of the three hops adds 7-17 ms at p50 (input sent to
+  internal record created by the intake, internal record to reply created by the processor, reply
+  created to reply read), and inside the worker a record waits 9.3 ms at p50 (p90 19 ms) from `send`
+  to the broker's acknowledgement, where the passthrough's whole round trip is 3-5 ms. So the time is
+  not in the gateway's own steps but in moving records: faust runs aiokafka's consumer in a second
+  thread, at low rates a fetch (40 partitions) returns as soon as one record arrives and is encoded,
+  decoded and handed between threads in Python, and the producer's one request in flight per broker
+  waits behind them. A shorter GIL switch interval (0.2-1 ms instead of 5 ms) gave p50 36-60 ms against
+  46-110 ms at 240 msg/s over 5 alternating rounds, with p99 no better: not adopted on that evidence.
 - **What profiling changed** (backlog drain, interleaved medians): outputs sent straight to the
   producer instead of through faust's channel layer, outcome rows as raw bytes, decoded profiles
   cached, no rejection fields built for valid input: 485 -> 682 msg/s; a fetch loop of our own instead
@@ -102,10 +112,12 @@ only; the before/after figures below come from interleaved runs on one broker (m
   the messages answered before. faust-streaming 0.15's recovery loop took one changelog row at a time
   (a task per row, and the remaining offsets of every partition recomputed after each row) and decoded
   each row from JSON only for the RocksDB store to write the row's raw bytes. The gateway's loop
-  (`gateway_app/kafka/recovery.py`) takes every queued row in one batch and reads changelogs as bytes:
-  100,000 profiles, same machine and measure, about 5,300 rows/s before (9.4 s for 50,000) and
-  RESTORE_AFTER after. The rest is faust's per-record delivery (fetch, conductor, event per row), which
-  the target would take a restore path around. The previous report's 3,785 rows/s divided the rows by
-  the difference between a cold and an empty start, which also counted start-up work. A warm restart
-  does not replay the changelog and is ready in about the time of an empty start.
+  (`gateway_app/kafka/recovery.py`) takes every queued row in one batch and reads changelogs as bytes.
+  Same machine, same day, profiles only: before, 50,000 rows took 9.4 s (about 5,300 rows/s); after,
+  100,000 rows take 4.0-4.2 s (24,000-25,000 rows/s), and a cold start with 100,000 profiles is ready
+  in about 11 s instead of 29-32 s. The rest is faust's per-record delivery (fetch, conductor, one
+  event per row: most of the restore's CPU in py-spy), which the target would take a restore path around.
+  The previous report's 3,785 rows/s divided the rows by the difference between a cold and an empty
+  start, which also counted start-up work. A warm restart does not replay the changelog and is ready
+  in about the time of an empty start.
 """
