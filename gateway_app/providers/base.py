@@ -133,7 +133,8 @@ class ClientCache(Generic[C]):
     """SDK clients, one per (endpoint, key), created on first use and reused (pooled connections).
 
     A client is built in a thread: loading CA certificates and setting up a connection pool takes
-    0.1-0.3 s of CPU, which on the event loop would stall every call in flight. Concurrent first calls
+    0.1-1 s of CPU (measured: openai up to 0.3 s, cohere up to 1.2 s), which on the event loop would
+    stall every call in flight. Concurrent first calls
     wait for the same build; a build that fails is tried again by the next call.
     Bounded: past `max_clients` distinct endpoints a new one is refused rather than another pool opened
     (profiles may choose endpoints for some providers).
