@@ -95,8 +95,11 @@ only; the before/after figures below come from interleaved runs on one broker (m
   not in the gateway's own steps but in moving records: faust runs aiokafka's consumer in a second
   thread, at low rates a fetch (40 partitions) returns as soon as one record arrives and is encoded,
   decoded and handed between threads in Python, and the producer's one request in flight per broker
-  waits behind them. A shorter GIL switch interval (0.2-1 ms instead of 5 ms) gave p50 36-60 ms against
-  46-110 ms at 240 msg/s over 5 alternating rounds, with p99 no better: not adopted on that evidence.
+  waits behind them. End to end at 60 msg/s the gateway's p50 is 12-14 ms in most rounds (passthrough
+  4-6 ms), so about 8-10 ms added; at 240 msg/s, with the two cores shared by broker, load generator and
+  gateway, queueing takes it to 35-65 ms. A shorter GIL switch interval (0.2-1 ms instead of 5 ms), to
+  cut the time the two threads wait for each other, gave p50 36-60 ms against 46-110 ms at 240 msg/s
+  over 5 alternating rounds with p99 no better, and no difference at 60 msg/s over 4: not adopted.
 - **What profiling changed** (backlog drain, interleaved medians): outputs sent straight to the
   producer instead of through faust's channel layer, outcome rows as raw bytes, decoded profiles
   cached, no rejection fields built for valid input: 485 -> 682 msg/s; a fetch loop of our own instead
