@@ -1,46 +1,71 @@
 """Profile rows: versioned per agent so that duplicate and out-of-order events converge.
 
 A delete leaves a tombstone row `{"version": v, "deleted": true}` instead of removing the key: without
-it, an older update arriving after the delete would bring the agent back.
+it, an older update arriving after the delete would bring the agent back. Rows are typed here, at the
+table boundary: the rest of the gateway sees `AgentProfile` models (defaults stated once, in the
+contract) or a `Tombstone`, never a dict.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Hashable, TypeVar
 
+from gateway_app.contract.events import AgentProfile, AgentProfileDeleted
+
+log = logging.getLogger(__name__)
 Row = dict[str, Any]
+V = TypeVar("V")
 
 
-def stored_version(row: Row | None) -> int | None:
-    return None if row is None else int(row["version"])
+@dataclass(frozen=True)
+class Tombstone:
+    version: int
+    deleted: bool = True
 
 
-def should_apply(row: Row | None, incoming_version: int) -> bool:
+StoredProfile = AgentProfile | Tombstone
+
+
+def decode_row(row: Row | None) -> StoredProfile | None:
+    if row is None:
+        return None
+    if row.get("deleted"):
+        return Tombstone(int(row["version"]))
+    return AgentProfile.model_validate(row)
+
+
+def encode_row(stored: StoredProfile) -> Row:
+    if isinstance(stored, Tombstone):
+        return {"version": stored.version, "deleted": True}
+    return stored.model_dump(mode="json")
+
+
+def stored_version(stored: StoredProfile | None) -> int | None:
+    return None if stored is None else stored.version
+
+
+def should_apply(stored: StoredProfile | None, incoming_version: int) -> bool:
     """Only a strictly newer version changes the table; equal or older ones are ignored."""
-    current = stored_version(row)
+    current = stored_version(stored)
     return current is None or incoming_version > current
 
 
-def tombstone(version: int) -> Row:
-    return {"version": version, "deleted": True}
-
-
-def live(row: Row | None) -> Row | None:
+def live(stored: StoredProfile | None) -> AgentProfile | None:
     """The profile if the agent currently exists, else None (never seen, or deleted)."""
-    if row is None or row.get("deleted"):
-        return None
-    return row
+    return stored if isinstance(stored, AgentProfile) else None
 
 
-class BoundedCache:
+class BoundedCache(Generic[V]):
     """Decoded rows by key, at most `capacity` of them (the oldest insertion goes first). Reading a
     profile row from RocksDB decodes its JSON on every message; the cache saves that on the hot path."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._rows: dict[str, Row | None] = {}
+        self._rows: dict[Hashable, V | None] = {}
 
-    def get(self, key: str, load: Callable[[str], Row | None]) -> Row | None:
+    def get(self, key: Hashable, load: Callable[[Hashable], V | None]) -> V | None:
         try:
             return self._rows[key]
         except KeyError:
@@ -48,7 +73,7 @@ class BoundedCache:
             self.put(key, row)
             return row
 
-    def put(self, key: str, row: Row | None) -> None:
+    def put(self, key: Hashable, row: V | None) -> None:
         if self.capacity == 0:
             return
         self._rows.pop(key, None)
@@ -58,3 +83,35 @@ class BoundedCache:
 
     def clear(self) -> None:
         self._rows.clear()
+
+
+class ProfileStore:
+    """The `agent-profiles` table, typed, with a cache of decoded profiles. Every write goes through
+    `apply`, which keeps the cache true; a rebalance clears it (the next owner may have changed rows)."""
+
+    def __init__(self, table: Any, cache_size: int) -> None:
+        self.table = table
+        self.cache: BoundedCache[StoredProfile] = BoundedCache(cache_size)
+
+    def get(self, agent_id: str) -> StoredProfile | None:
+        return self.cache.get(agent_id, lambda key: decode_row(self.table.get(key)))
+
+    def live(self, agent_id: str) -> AgentProfile | None:
+        return live(self.get(agent_id))
+
+    def apply(self, incoming: AgentProfile | AgentProfileDeleted) -> bool:
+        """Store a profile or a delete if it is newer than the stored version; True if it was."""
+        stored = self.get(incoming.agent_id)
+        if not should_apply(stored, incoming.version):
+            log.info("profile.ignored_stale agent=%s version=%s stored=%s", incoming.agent_id, incoming.version,
+                     stored_version(stored))
+            return False
+        new: StoredProfile = incoming if isinstance(incoming, AgentProfile) else Tombstone(incoming.version)
+        self.table[incoming.agent_id] = encode_row(new)
+        self.cache.put(incoming.agent_id, new)
+        kind = "profile" if isinstance(new, AgentProfile) else "profile_deleted"
+        log.info("profile.applied agent=%s version=%s kind=%s", incoming.agent_id, incoming.version, kind)
+        return True
+
+    def forget_cached(self) -> None:
+        self.cache.clear()

@@ -1,5 +1,8 @@
 """The gateway's changelog-backed tables. All share the internal topic's partition count, so a row
 and the messages that read it always live on the same partition (see gateway_app.contract.internal).
+
+Each table is used through its typed store (profiles, windows, outcomes): rows are decoded and encoded
+there and nowhere else.
 """
 
 from __future__ import annotations
@@ -7,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+
+from agents_tables.outcomes import OutcomeStore
+from agents_tables.profiles import ProfileStore
+from agents_tables.windows import WindowStore
 
 PROFILES = "agent-profiles"
 RATE_WINDOWS = "agent-rate-windows"
@@ -18,6 +25,25 @@ class GatewayTables:
     profiles: faust.Table       # agent id -> profile row (agents_tables.profiles)
     rate_windows: faust.Table   # agent id -> current window row (agents_tables.windows)
     outcomes: faust.Table       # message id -> the reply and billing already produced (agents_tables.outcomes)
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The tables behind their typed boundaries."""
+
+    profiles: ProfileStore
+    windows: WindowStore
+    outcomes: OutcomeStore
+
+    @classmethod
+    def over(cls, tables: GatewayTables, profile_cache_size: int, outcomes_per_partition: int) -> "Stores":
+        return cls(ProfileStore(tables.profiles, profile_cache_size), WindowStore(tables.rate_windows),
+                   OutcomeStore(tables.outcomes, outcomes_per_partition))
+
+    def forget_local_state(self) -> None:
+        """A rebalance: caches and per-partition bookkeeping may no longer match the rows we own."""
+        self.profiles.forget_cached()
+        self.outcomes.forget_recent()
 
 
 def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> GatewayTables:

@@ -1,19 +1,27 @@
-"""Assembles one worker: the faust app, its topics and tables, the flow, the agents and the web views."""
+"""Assembles one worker: the faust app, its topics and tables, the pipeline, the agents and the web views."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import faust
 import mode
 
-from agents_tables.tables import GatewayTables, define_tables
-from gateway_app.agents import intake, processor
-from gateway_app.flow.processor import MessageFlow
+from agents_tables import answering, intake
+from agents_tables.tables import GatewayTables, Stores, define_tables
+from gateway_app.forwarding import InputForwarder
 from gateway_app.kafka.recovery import GatewayTableManager
 from gateway_app.kafka.transport import GatewayTransport
-from gateway_app.providers.registry import ProviderPool
+from gateway_app.pipeline.caller import Caller
+from gateway_app.pipeline.dispatcher import Dispatcher
+from gateway_app.pipeline.stage import Services
+from gateway_app.pipeline.turns import Turns
+from gateway_app.plugins.discovery import Plugins, discover
+from gateway_app.pricing.prices import current_table
+from gateway_app.providers.registry import ProviderPool, is_known
 from gateway_app.publisher import Publisher
+from gateway_app.resilience.endpoints import Endpoints
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics, declare_outputs, define_topics
 from gateway_app.web import views
@@ -25,7 +33,8 @@ class Gateway:
     settings: Settings
     topics: GatewayTopics
     tables: GatewayTables
-    flow: MessageFlow
+    services: Services
+    dispatcher: Dispatcher
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -60,16 +69,31 @@ def faust_app(settings: Settings) -> faust.App:
     return app
 
 
-def create_gateway(settings: Settings) -> Gateway:
+COUNTERS = ("answered", "rejected", "blocked", "redelivered", "profiles_applied", "profiles_stale",
+            "stages_failed_open")
+
+
+def build_services(settings: Settings, tables: GatewayTables, publisher: Publisher, providers: ProviderPool,
+                   plugins: Plugins) -> Services:
+    endpoints = Endpoints(settings.breaker_policy(), settings.provider_caps())
+    caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight))
+    stores = Stores.over(tables, settings.profile_cache_size, settings.dedupe_per_partition)
+    return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins,
+                    dict.fromkeys(COUNTERS, 0))
+
+
+def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gateway:
+    plugins = discover() if plugins is None else plugins  # before topics: provider plugins join the registry
     app = faust_app(settings)
     topics = define_topics(app, settings)
     tables = define_tables(app, settings.topic_partitions, settings.rocksdb_block_cache_mb)
     publisher = Publisher(topics, app.producer)
     providers = ProviderPool(timeout=settings.call_timeout_seconds)
-    flow = MessageFlow(settings, tables, publisher, providers)
-    intake.register(app, intake.Intake(settings, publisher), topics)
-    processor.register(app, flow, topics)
-    views.register(app, settings, topics, tables, flow)
+    services = build_services(settings, tables, publisher, providers, plugins)
+    dispatcher = Dispatcher(services)
+    intake.register(app, InputForwarder(settings, publisher, is_known, plugins.check_stage), topics)
+    answering.register(app, dispatcher, topics)
+    views.register(app, settings, topics, services, dispatcher)
 
     @app.task
     async def declare_output_topics() -> None:
@@ -82,4 +106,4 @@ def create_gateway(settings: Settings) -> Gateway:
         async def on_stop(self) -> None:
             await providers.aclose()
 
-    return Gateway(app, settings, topics, tables, flow)
+    return Gateway(app, settings, topics, tables, services, dispatcher)

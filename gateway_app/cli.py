@@ -2,7 +2,8 @@
 
 - `gateway worker [faust worker options]`: run a worker (e.g. `--web-port 6067 --data-dir d -l info`);
 - `gateway demo`: publish a demo echo agent and message, print the reply;
-- `gateway contract`: print the JSON schemas of every event of the wire contract.
+- `gateway contract`: print the JSON schemas of every event of the wire contract;
+- `gateway plugins [--json]`: list the installed provider and stage plugins (exit 1 if one is unusable).
 
 `--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
@@ -43,6 +44,24 @@ def print_contract() -> int:
     return 0
 
 
+def print_plugins(as_json: bool) -> int:
+    from gateway_app.plugins.discovery import discover
+
+    plugins = discover()
+    listing = plugins.as_list()
+    if as_json:
+        print(json.dumps(listing, indent=2))
+    elif not listing:
+        print("no plugins installed (entry-point groups ai_gateway.providers, ai_gateway.stages)")
+    for item in [] if as_json else listing:
+        kind = "provider" if item["group"].endswith("providers") else "stage"
+        extra = f" {item['position']} limit={item['time_limit_seconds']}s {item['failure_mode']}" \
+            if item.get("position") else ""
+        status = "ok" if item["loaded"] else f"UNUSABLE: {item['error']}"
+        print(f"{kind:8} {item['name']:24} {item['target']} ({item['distribution']}){extra} {status}")
+    return 0 if all(item["loaded"] for item in listing) else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     data_dir, args = split_data_dir(list(sys.argv[1:] if argv is None else argv))
     if data_dir:
@@ -53,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(demo_main())
     if args[:1] == ["contract"]:
         sys.exit(print_contract())
+    if args[:1] == ["plugins"]:
+        sys.exit(print_plugins("--json" in args[1:]))
     from gateway_app.app import create_gateway
 
     settings = get_settings()

@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from gateway_app.errors import GatewayError
 from gateway_app.contract.events import (
     AgentProfile,
     AgentProfileDeleted,
@@ -18,13 +19,13 @@ from gateway_app.contract.events import (
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """Why an input was refused, plus whatever routing fields could still be read from it."""
+class Rejection(GatewayError):
+    """Why an input was refused, plus whatever routing fields could still be read from it. Returned,
+    not raised: the intake dead-letters it and goes on with the next record."""
 
-    code: ErrorCode
-    reason: str
-    fields: dict[str, Any]
+    def __init__(self, code: ErrorCode, reason: str, fields: dict[str, Any]) -> None:
+        super().__init__(code, reason)
+        self.fields = fields
 
     def field(self, name: str) -> str | None:
         """A routing field (snake or camel case) if present as a non-empty string."""
@@ -101,8 +102,16 @@ def _check_message_bounds(message: MessageCreated, limits: InputLimits) -> Messa
     return message
 
 
+# (stage name, its options) -> why the profile may not use it, or None.
+StageCheck = Callable[[str, dict[str, Any]], tuple[ErrorCode, str] | None]
+
+
+def no_stages_installed(name: str, options: dict[str, Any]) -> tuple[ErrorCode, str]:
+    return ErrorCode.UNKNOWN_STAGE, f"stage {name!r} is not installed"
+
+
 def decode_profile(
-    raw: bytes | None, known_provider: Callable[[str], bool]
+    raw: bytes | None, known_provider: Callable[[str], bool], check_stage: StageCheck = no_stages_installed
 ) -> AgentProfile | Rejection:
     result = decode(AgentProfile, raw)
     if isinstance(result, Rejection):
@@ -110,6 +119,13 @@ def decode_profile(
     for name in [result.provider, *(target.provider for target in result.fallbacks)]:
         if not known_provider(name):
             return Rejection(ErrorCode.UNKNOWN_PROVIDER, f"provider {name!r} is not supported", result.model_dump())
+    names = [ref.name for ref in result.stages]
+    if len(set(names)) != len(names):
+        return Rejection(ErrorCode.INVALID_EVENT, "stages: a stage is named more than once", result.model_dump())
+    for ref in result.stages:
+        problem = check_stage(ref.name, ref.options)
+        if problem is not None:
+            return Rejection(problem[0], problem[1], result.model_dump())
     return result
 
 

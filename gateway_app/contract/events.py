@@ -75,6 +75,14 @@ class FallbackTarget(_Input):
 
 
 MAX_FALLBACKS = 4
+MAX_PROFILE_STAGES = 8
+
+
+class StageRef(_Input):
+    """An extra stage (from an installed plugin) this agent's messages go through, with its options."""
+
+    name: str = Field(min_length=1, max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class AgentProfile(_Input):
@@ -99,6 +107,9 @@ class AgentProfile(_Input):
     fallbacks: list[FallbackTarget] = Field(default_factory=list, max_length=MAX_FALLBACKS)
     # Stream the answer: chunk events on `ai-message-reply-chunks`, then the usual final reply.
     stream: bool = False
+    # Extra stages from installed plugins, run in this order within their position (pre-call, post-call,
+    # outputs). Built-in stages always run; a name no plugin provides is rejected at intake.
+    stages: list[StageRef] = Field(default_factory=list, max_length=MAX_PROFILE_STAGES)
 
 
 class AgentProfileDeleted(_Input):
@@ -113,6 +124,7 @@ class ReplyStatus(StrEnum):
     ERROR = "error"
     RATE_LIMITED = "rate_limited"
     AGENT_UNAVAILABLE = "agent_unavailable"
+    BLOCKED = "blocked"              # a check stage refused the input or the answer (error.code says which)
 
 
 class ErrorCode(StrEnum):
@@ -124,6 +136,8 @@ class ErrorCode(StrEnum):
     CONTENT_TOO_LONG = "content_too_long"
     METADATA_TOO_LARGE = "metadata_too_large"
     UNKNOWN_PROVIDER = "unknown_provider"
+    UNKNOWN_STAGE = "unknown_stage"        # a profile names a stage no installed plugin provides
+    INVALID_STAGE_OPTIONS = "invalid_stage_options"  # a stage plugin refused a profile's options for it
     AGENT_UNKNOWN = "agent_unknown"        # no profile arrived within the wait
     AGENT_DISABLED = "agent_disabled"
     BACKLOG_FULL = "backlog_full"          # per-agent deferral backlog overflowed
@@ -138,6 +152,8 @@ class ErrorCode(StrEnum):
     PROVIDER_BAD_RESPONSE = "provider_bad_response"        # 2xx that is not a valid answer
     PROVIDER_STREAM_INTERRUPTED = "provider_stream_interrupted"  # stream ended before its terminal event
     CIRCUIT_OPEN = "circuit_open"                          # every target's breaker was open
+    STAGE_FAILED = "stage_failed"          # a `closed` stage raised, hung past its limit or returned garbage
+    BLOCKED_BY_STAGE = "blocked_by_stage"  # a check stage blocked the input or the answer (status blocked)
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
 
 
@@ -157,6 +173,14 @@ class ToolCallOut(_Output):
     id: str
     name: str
     arguments: str  # a JSON object, as text
+
+
+class StageNote(_Output):
+    """What a stage did to a message, when it did more than let it pass."""
+
+    stage: str
+    action: Literal["answer", "modify", "replace", "regenerate", "block", "skipped"]
+    reason: str | None = None  # the stage's own words; none for `skipped` (a failure's details go to the log)
 
 
 class MessageReply(_Output):
@@ -181,6 +205,7 @@ class MessageReply(_Output):
     finish_reason: str | None = None    # stop | length | tool_calls | content_filter | ...
     provider_request_id: str | None = None
     tool_calls: list[ToolCallOut] = Field(default_factory=list)  # functions the model asks the caller to run
+    stages: list[StageNote] = Field(default_factory=list)  # stages that answered, changed, blocked or were skipped
     contract_version: Literal[1] = CONTRACT_VERSION
 
 

@@ -11,9 +11,11 @@ def reply_id(message_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"reply:{message_id}"))
 
 
-def billing_event_id(message_id: str, call_index: int = 0) -> str:
-    """One id per provider call of a message (the call index counts fallbacks)."""
-    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:{call_index}"))
+def billing_event_id(message_id: str, call_index: int = 0, generation: int = 0) -> str:
+    """One id per billed answer of a message: the call index counts fallbacks, the generation counts
+    regenerations a post-call stage asked for (0, the first answer, keeps the ids of contract v1)."""
+    suffix = f":gen{generation}" if generation else ""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:{call_index}{suffix}"))
 
 
 def chunk_id(message_id: str, stream_id: str, seq: int) -> str:

@@ -9,9 +9,10 @@ from typing import Any, Callable
 import faust
 from faust.web import Request, Response, View
 
-from agents_tables import profiles as profile_rows
-from agents_tables.tables import GatewayTables
-from gateway_app.flow.processor import MessageFlow
+from agents_tables import windows
+from gateway_app.contract.events import AgentProfile
+from gateway_app.pipeline.dispatcher import Dispatcher
+from gateway_app.pipeline.stage import Services
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
 from gateway_app.web.routing import routed
@@ -36,11 +37,29 @@ def readiness(app: faust.App) -> dict[str, Any]:
     }
 
 
-def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: GatewayTables, flow: MessageFlow):
+def usage(services: Services, dispatcher: Dispatcher, profile: AgentProfile) -> dict[str, Any]:
+    """The agent's current rate window against its limits, and how many of its messages wait."""
+    window_ms = int(services.settings.rate_window_seconds * 1000)
+    limits = windows.Limits.of(profile.rate_limits)
+    win = windows.current(services.stores.windows.get(profile.agent_id), int(time.time() * 1000), window_ms)
+    return {
+        "agent_id": profile.agent_id,
+        "window": {"start_ms": win.start_ms, "length_ms": window_ms},
+        "tracked": limits.any,  # windows are counted only for agents with a limit (billing counts them all)
+        "requests": win.requests if limits.any else None,
+        "tokens": win.tokens if limits.any else None,
+        "limits": {"rpm": limits.rpm, "tpm": limits.tpm},
+        "backlog": dispatcher.backlog(profile.agent_id),
+    }
+
+
+def register(app: faust.App, settings: Settings, topics: GatewayTopics, services: Services, dispatcher: Dispatcher):
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "pending_messages": len(flow.jobs), "counters": flow.counters,
+            return self.json({"status": "ok", "pending_messages": len(dispatcher.in_progress),
+                              "counters": services.counters, "stages": dispatcher.pipeline.stage_names,
+                              "plugins": services.plugins.as_list(),
                               "delivery": app.consumer.delivery_counts(),
                               "restore": app.tables.recovery.restore_stats()})
 
@@ -55,12 +74,12 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
         """This worker's provider endpoints: circuit breaker, 429 pause, caps. Each worker has its own."""
 
         async def get(self, request: Request) -> Response:
-            return self.json({"endpoints": flow.endpoints.snapshot(time.monotonic())})
+            return self.json({"endpoints": services.caller.endpoints.snapshot(time.monotonic())})
 
     topic = topics.agent_events.get_topic_name()
 
-    def profile_or_404(view: View, agent_id: str, render: Callable[[dict], Any]) -> Response:
-        profile = profile_rows.live(tables.profiles.get(agent_id))
+    def profile_or_404(view: View, agent_id: str, render: Callable[[AgentProfile], Any]) -> Response:
+        profile = services.stores.profiles.live(agent_id)
         if profile is None:
             return _error(view, 404, "agent_not_found", f"no profile for agent {agent_id!r}")
         return view.json(render(profile))
@@ -69,7 +88,7 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
     class AgentProfileView(View):
         async def get(self, request: Request, agent_id: str) -> Response:
             async def local() -> Response:
-                return profile_or_404(self, agent_id, lambda profile: profile)
+                return profile_or_404(self, agent_id, lambda profile: profile.model_dump(mode="json"))
 
             return await routed(self, request, topic, agent_id, local)
 
@@ -77,6 +96,6 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, tables: 
     class AgentUsageView(View):
         async def get(self, request: Request, agent_id: str) -> Response:
             async def local() -> Response:
-                return profile_or_404(self, agent_id, lambda profile: flow.usage(agent_id, profile))
+                return profile_or_404(self, agent_id, lambda profile: usage(services, dispatcher, profile))
 
             return await routed(self, request, topic, agent_id, local)

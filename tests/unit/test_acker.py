@@ -1,4 +1,4 @@
-from gateway_app.flow.acker import InOrderAcker
+from gateway_app.pipeline.acker import InOrderAcker
 
 
 class FakeEvent:

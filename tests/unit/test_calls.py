@@ -9,8 +9,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from gateway_app.contract.events import ErrorCode
-from gateway_app.flow.calls import Caller, CallFailed, Target, targets_of
+from gateway_app.contract.events import AgentProfile, ErrorCode
+from gateway_app.pipeline.caller import Caller, CallFailed, Target, targets_of
 from gateway_app.providers import errors
 from gateway_app.providers.base import ChatMessage, ChatRequest, ChatResult, ProviderError, TextDelta, TokenUsage
 from gateway_app.resilience.breaker import BreakerPolicy, State
@@ -266,8 +266,8 @@ async def test_adapter_bug_fails_the_message_without_blaming_the_endpoint():
 
 
 def test_targets_are_the_provider_then_the_fallbacks():
-    profile = {"provider": "a", "model": "m1", "options": {"x": 1},
-               "fallbacks": [{"provider": "b", "model": "m2"}]}
+    profile = AgentProfile.model_validate({"agent_id": "x", "version": 1, "provider": "a", "model": "m1",
+                                           "options": {"x": 1}, "fallbacks": [{"provider": "b", "model": "m2"}]})
     assert targets_of(profile) == [Target("a", "m1", {"x": 1}, 0), Target("b", "m2", {}, 1)]
 
 

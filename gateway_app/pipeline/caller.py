@@ -10,9 +10,10 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from gateway_app.contract.events import ErrorCode
+from gateway_app.contract.events import AgentProfile, ErrorCode
+from gateway_app.errors import GatewayError
 from gateway_app.providers import errors
 from gateway_app.providers.base import ChatRequest, ChatResult, Provider, ProviderError, TextDelta
 from gateway_app.providers.registry import ProviderPool
@@ -37,56 +38,73 @@ class Target:
     fallback_index: int
 
 
-def targets_of(profile: dict[str, Any]) -> list[Target]:
-    primary = Target(profile["provider"], profile["model"], profile.get("options") or {}, 0)
-    fallbacks = [Target(f["provider"], f["model"], f.get("options") or {}, i)
-                 for i, f in enumerate(profile.get("fallbacks") or (), start=1)]
+def targets_of(profile: AgentProfile) -> list[Target]:
+    primary = Target(profile.provider, profile.model, profile.options, 0)
+    fallbacks = [Target(f.provider, f.model, f.options, i) for i, f in enumerate(profile.fallbacks, start=1)]
     return [primary, *fallbacks]
 
 
-@dataclass(frozen=True)
-class Answer:
-    result: ChatResult
-    target: Target
-    attempts: int
-    latency_ms: int
-    history: list[dict[str, Any]]
-
-
-class CallFailed(Exception):
-    def __init__(self, code: ErrorCode, reason: str, attempts: int, history: list[dict[str, Any]]) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.attempts, self.history = code, reason, attempts, history
-
-
 @dataclass
-class _Progress:
-    """What one message's calls have done so far."""
+class CallLog:
+    """What one message's provider calls have done: the one record of attempts and history. The
+    answer, the failure, the reply and the DLQ record all read it from here."""
 
     started: float
     attempts: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     last_error: ProviderError | None = None
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
     def note(self, target: Target, outcome: str, error: ProviderError | None, attempt: int | None,
-             *, cause: bool = True) -> None:
+             elapsed: float, *, cause: bool = True) -> None:
         """Record what happened; `cause=False` keeps the previous error as the message's failure reason."""
         self.history.append({
             "provider": target.provider, "model": target.model, "fallback_index": target.fallback_index,
             "attempt": attempt, "outcome": outcome, "status": error.status if error else None,
-            "elapsed_ms": int(self.elapsed() * 1000), "detail": str(error) if error else None,
+            "elapsed_ms": int(elapsed * 1000), "detail": str(error) if error else None,
         })
         if error is not None and (cause or self.last_error is None):
             self.last_error = error
 
 
+@dataclass(frozen=True)
+class Answer:
+    result: ChatResult
+    target: Target
+    latency_ms: int
+    log: CallLog = field(repr=False, compare=False)
+
+    @property
+    def attempts(self) -> int:
+        return self.log.attempts
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.log.history
+
+
+class CallFailed(GatewayError):
+    """Every target failed or gave up; the reason names the last error and what was tried."""
+
+    def __init__(self, code: ErrorCode, reason: str, log: CallLog) -> None:
+        super().__init__(code, reason)
+        self.log = log
+
+    @property
+    def attempts(self) -> int:
+        return self.log.attempts
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.log.history
+
+
 class Caller:
     def __init__(self, settings: Settings, providers: ProviderPool, endpoints: Endpoints,
-                 in_flight: asyncio.Semaphore, rng: random.Random | None = None) -> None:
+                 in_flight: asyncio.Semaphore, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.settings = settings
+        self.clock, self.sleep = clock, sleep  # injectable: tests run the schedule on a fake clock
         self.providers = providers
         self.endpoints = endpoints
         self.in_flight = in_flight
@@ -94,27 +112,34 @@ class Caller:
         self.rng = rng or random.Random()
 
     async def call(self, message_id: str, targets: list[Target], make_request: Callable[[Target], ChatRequest],
-                   estimate: int, on_chunk: ChunkSink | None = None) -> Answer:
-        progress = _Progress(time.monotonic())
+                   estimate: int, on_chunk: ChunkSink | None = None, log: CallLog | None = None) -> Answer:
+        """The first target's answer that came; `log` continues a message's earlier calls (a regeneration)."""
+        progress = log if log is not None else CallLog(self.clock())
         for target in targets:
             result = await self._try_target(message_id, target, make_request(target), estimate, on_chunk, progress)
             if result is not None:
-                latency_ms = int(progress.elapsed() * 1000)
-                return Answer(result, target, progress.attempts, latency_ms, progress.history)
+                return Answer(result, target, int(self._elapsed(progress) * 1000), progress)
         error = progress.last_error
         code = error.code if error else ErrorCode.PROVIDER_ERROR
         tried = ", ".join(f"{t.provider}:{t.model}" for t in targets)
         reason = f"{error} (after {progress.attempts} attempt{'s' if progress.attempts != 1 else ''}; tried {tried})"
-        raise CallFailed(code, reason, progress.attempts, progress.history)
+        raise CallFailed(code, reason, progress)
+
+    def _elapsed(self, progress: CallLog) -> float:
+        return self.clock() - progress.started
+
+    def _note(self, progress: CallLog, target: Target, outcome: str, error: ProviderError | None,
+              attempt: int | None, *, cause: bool = True) -> None:
+        progress.note(target, outcome, error, attempt, self._elapsed(progress), cause=cause)
 
     async def _try_target(self, message_id: str, target: Target, request: ChatRequest, estimate: int,
-                          on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | None:
+                          on_chunk: ChunkSink | None, progress: CallLog) -> ChatResult | None:
         """The answer from this target, or None when it gave up (the next target is tried)."""
         try:
             provider = await self.providers.load(target.provider)
             endpoint = self.endpoints.get(target.provider, target.model, provider.endpoint(request))
         except ProviderError as error:
-            progress.note(target, error.code, error, None)
+            self._note(progress, target, error.code, error, None)
             return None
         tries = 0
         while True:
@@ -122,52 +147,52 @@ class Caller:
                 return None
             if self._remaining(progress) < MIN_ATTEMPT_SECONDS:
                 error = errors.timed_out(f"message deadline of {self.retry.deadline}s reached")
-                progress.note(target, "deadline_exceeded", error, None, cause=tries == 0)
+                self._note(progress, target, "deadline_exceeded", error, None, cause=tries == 0)
                 return None
-            permit = endpoint.allow(time.monotonic())
+            permit = endpoint.allow(self.clock())
             if permit is None:
                 error = ProviderError(ErrorCode.CIRCUIT_OPEN, f"circuit open for {endpoint.key}", retriable=False)
                 # If this message's own failures opened it, those are the reason, not the breaker.
-                progress.note(target, ErrorCode.CIRCUIT_OPEN, error, None, cause=tries == 0)
+                self._note(progress, target, ErrorCode.CIRCUIT_OPEN, error, None, cause=tries == 0)
                 return None
             tries += 1
             progress.attempts += 1
             outcome = await self._attempt(provider, endpoint, permit, request, estimate, on_chunk, progress)
             if isinstance(outcome, ChatResult):
-                progress.note(target, "ok", None, progress.attempts)
+                self._note(progress, target, "ok", None, progress.attempts)
                 return outcome
-            progress.note(target, outcome.code, outcome, progress.attempts)
+            self._note(progress, target, outcome.code, outcome, progress.attempts)
             if outcome.status == 429:
                 pause = outcome.retry_after if outcome.retry_after is not None else self.settings.rate_limit_pause_seconds
-                endpoint.pause(pause, time.monotonic())  # the full Retry-After, even past what we wait for
-            delay = self.retry.next_delay(tries, progress.elapsed(), outcome.retry_after, self.rng) \
+                endpoint.pause(pause, self.clock())  # the full Retry-After, even past what we wait for
+            delay = self.retry.next_delay(tries, self._elapsed(progress), outcome.retry_after, self.rng) \
                 if outcome.retriable else None
             if delay is None:
                 return None
             log.info("provider.retry message=%s endpoint=%s attempt=%d delay_s=%.3f error=%s",
                      message_id, endpoint.key, progress.attempts, delay, outcome)
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
 
     async def _wait_for_endpoint(self, endpoint: Endpoint, estimate: int, target: Target,
-                                 progress: _Progress) -> bool:
+                                 progress: CallLog) -> bool:
         """Wait out the endpoint's 429 pause or full caps; False if that would pass the message deadline."""
         while True:
-            delay = endpoint.wait_time(estimate, time.monotonic())
+            delay = endpoint.wait_time(estimate, self.clock())
             if delay <= 0:
                 return True
-            if progress.elapsed() + delay >= self.retry.deadline:
+            if self._elapsed(progress) + delay >= self.retry.deadline:
                 error = ProviderError(ErrorCode.PROVIDER_RATE_LIMITED,
                                       f"{endpoint.key} is paused or at its caps for {delay:.1f}s more",
                                       retriable=False)
-                progress.note(target, error.code, error, None)
+                self._note(progress, target, error.code, error, None)
                 return False
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
 
-    def _remaining(self, progress: _Progress) -> float:
-        return self.retry.deadline - progress.elapsed()
+    def _remaining(self, progress: CallLog) -> float:
+        return self.retry.deadline - self._elapsed(progress)
 
     async def _attempt(self, provider: Provider, endpoint: Endpoint, permit: Permit, request: ChatRequest,
-                       estimate: int, on_chunk: ChunkSink | None, progress: _Progress) -> ChatResult | ProviderError:
+                       estimate: int, on_chunk: ChunkSink | None, progress: CallLog) -> ChatResult | ProviderError:
         health: bool | None = None  # None (also on cancellation) frees a half-open probe
         try:
             try:
@@ -181,10 +206,10 @@ class Caller:
             finally:
                 self.in_flight.release()
         finally:
-            endpoint.record(permit, health, time.monotonic())
+            endpoint.record(permit, health, self.clock())
 
     async def _call_once(self, provider: Provider, endpoint: Endpoint, request: ChatRequest, estimate: int,
-                         on_chunk: ChunkSink | None, progress: _Progress
+                         on_chunk: ChunkSink | None, progress: CallLog
                          ) -> tuple[ChatResult | ProviderError, bool | None]:
         """One call in its slot: its result or error, and what that says about the endpoint's health."""
         timeout = min(self.settings.call_timeout_seconds, self._remaining(progress))

@@ -12,7 +12,7 @@ import asyncio
 import uuid
 
 from gateway_app.contract.events import MessageCreated, ReplyChunk
-from gateway_app.flow import records
+from gateway_app.pipeline import records
 from gateway_app.publisher import Publisher
 
 

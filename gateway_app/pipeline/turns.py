@@ -83,3 +83,21 @@ class Lanes:
         lane.release(ticket)
         if not len(lane):
             del self._lanes[key]
+
+
+class Turns:
+    """The worker's two kinds of lanes. A rebalance replaces both: a task cancelled before its first
+    step never gives back the agent turn taken for it at arrival, and that stale ticket would block the
+    agent; late releases by cancelled tasks find nothing in the new lanes and do nothing."""
+
+    def __init__(self) -> None:
+        self.agents = Lanes()          # key: agent id
+        self.conversations = Lanes()   # key: agent id + room id
+
+    def reset(self) -> None:
+        self.agents = Lanes()
+        self.conversations = Lanes()
+
+    def backlog(self, agent_id: str) -> int:
+        lane = self.agents.peek(agent_id)
+        return len(lane) if lane is not None else 0

@@ -15,23 +15,33 @@ class Ackable(Protocol):
     def ack(self) -> bool: ...
 
 
+class AckSlot:
+    """One read event's place in its partition's ack queue."""
+
+    __slots__ = ("event", "done")
+
+    def __init__(self, event: Ackable) -> None:
+        self.event = event
+        self.done = False
+
+
 class InOrderAcker:
     def __init__(self) -> None:
-        self._queues: dict[Hashable, deque[list]] = {}
+        self._queues: dict[Hashable, deque[AckSlot]] = {}
 
-    def track(self, partition: Hashable, event: Ackable) -> list:
-        """Register an event as read; returns the handle that `done` takes."""
-        slot = [event, False]
+    def track(self, partition: Hashable, event: Ackable) -> AckSlot:
+        """Register an event as read; returns the slot that `done` takes."""
+        slot = AckSlot(event)
         self._queues.setdefault(partition, deque()).append(slot)
         return slot
 
-    def done(self, partition: Hashable, slot: list) -> int:
+    def done(self, partition: Hashable, slot: AckSlot) -> int:
         """Mark an event fully handled; acks every leading done event. Returns how many were acked."""
-        slot[1] = True
+        slot.done = True
         queue = self._queues.get(partition)
         acked = 0
-        while queue and queue[0][1]:
-            queue.popleft()[0].ack()
+        while queue and queue[0].done:
+            queue.popleft().event.ack()
             acked += 1
         return acked
 

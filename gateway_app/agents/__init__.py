@@ -1,1 +1,0 @@
-"""The stream topology: intake (inputs -> gateway-agent-events) and the processor (join, limits, calls)."""

@@ -1,0 +1,54 @@
+"""The one error root: every way a message can end without an ok answer.
+
+Input rejections (intake), admission rejections (profile wait, disabled agent, rate limits), provider
+errors, failed calls and failed stages all carry a stable `code`, a human `reason`, and the reply
+`status` the room is told. The pipeline turns any of them into an error reply (and a DLQ record where
+the record should be kept for replay) in one place.
+"""
+
+from __future__ import annotations
+
+from gateway_app.contract.events import ErrorCode, ReplyStatus
+
+
+class GatewayError(Exception):
+    """A message that gets a non-ok reply instead of (or after) a provider call."""
+
+    status: ReplyStatus = ReplyStatus.ERROR
+    dead_letter: bool = True  # keep the original record on the DLQ for replay
+
+    def __init__(self, code: ErrorCode, reason: str, *, status: ReplyStatus | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class Rejected(GatewayError):
+    """Admission said no: unknown or disabled agent, a full backlog, a request that can never fit."""
+
+    def __init__(self, status: ReplyStatus, code: ErrorCode, reason: str) -> None:
+        super().__init__(code, reason, status=status)
+
+
+class StageFailed(GatewayError):
+    """A `closed` stage raised, timed out or returned something that is not a verdict."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(ErrorCode.STAGE_FAILED, f"stage {stage!r} failed: {reason}")
+        self.stage = stage
+
+
+class Blocked(GatewayError):
+    """A check stage blocked the message (its input, or the answer). An answer, not a failure: no DLQ."""
+
+    status = ReplyStatus.BLOCKED
+    dead_letter = False
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(ErrorCode.BLOCKED_BY_STAGE, f"blocked by stage {stage!r}: {reason}")
+        self.stage = stage

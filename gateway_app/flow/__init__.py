@@ -1,1 +1,0 @@
-"""The message flow inside a worker: in-order acks, per-agent lanes, per-conversation turns, outputs."""

@@ -1,0 +1,99 @@
+"""The one typed object a message's stages work on.
+
+Fields are grouped by the stage that sets them; a stage reads what earlier stages set through the
+`require_*` accessors, which fail loudly if the declared order was broken. Plugins never see this
+object: they get a frozen `plugins.api.StageInput` and answer with a verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from gateway_app.contract.events import AgentProfile, MessageCreated, StageNote
+from gateway_app.contract.internal import MessageRecord, Origin
+from gateway_app.pipeline.acker import AckSlot
+from gateway_app.pipeline.caller import Answer, CallLog
+from gateway_app.pipeline.turns import Ticket
+from gateway_app.providers.base import ChatRequest, ChatResult
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens reserved in the agent's rate window before the call, corrected by real usage after it."""
+
+    window_start_ms: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class StageAnswer:
+    """An answer that did not come from a provider (a pre-call stage's, e.g. a cache hit)."""
+
+    stage: str
+    result: ChatResult
+
+
+@dataclass(eq=False)
+class MessageContext:
+    # Read from the stream (the dispatcher): never changed.
+    record: MessageRecord
+    partition: int
+    slot: AckSlot
+    arrived: float = field(default_factory=time.monotonic)
+    task: asyncio.Task | None = field(default=None, repr=False)
+    # Admission: the agent's turn (taken at arrival), the profile, the rate-window reservation.
+    agent_turn: Ticket | None = None
+    profile: AgentProfile | None = None
+    reservation: Reservation | None = None
+    # Conversation turn: one call at a time per agent + room.
+    conversation_turn: Ticket | None = None
+    # Prompt: the normalized request (the model and options are the target's, set per target).
+    request: ChatRequest | None = None
+    # Pre-call checks may answer; otherwise the provider call does. Post-call checks may change `result`.
+    stage_answer: StageAnswer | None = None
+    answers: list[Answer] = field(default_factory=list)  # every provider answer (a regeneration adds one)
+    result: ChatResult | None = None                      # what the reply will say
+    calls: CallLog | None = None  # set by the first provider call: its deadline starts then, not at arrival
+    # What non-passing stages did (for the reply), and how long each stage took (ms).
+    notes: list[StageNote] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def message(self) -> MessageCreated:
+        return self.record.payload
+
+    @property
+    def origin(self) -> Origin:
+        return self.record.origin
+
+    @property
+    def conversation(self) -> str:
+        return f"{self.message.agent_id}\x1f{self.message.room_id}"
+
+    def latency_ms(self) -> int:
+        return int((time.monotonic() - self.arrived) * 1000)
+
+    def require_profile(self) -> AgentProfile:
+        if self.profile is None:
+            raise RuntimeError("a stage needs the profile before admission set it")
+        return self.profile
+
+    def require_request(self) -> ChatRequest:
+        if self.request is None:
+            raise RuntimeError("a stage needs the request before the prompt stage built it")
+        return self.request
+
+    @property
+    def attempts(self) -> int:
+        return self.calls.attempts if self.calls else 0
+
+    @property
+    def history(self) -> list[dict]:
+        return self.calls.history if self.calls else []
+
+    @property
+    def answer(self) -> Answer | None:
+        """The provider answer the reply is built from (the last one)."""
+        return self.answers[-1] if self.answers else None

@@ -1,0 +1,70 @@
+"""The message pipeline: the ordered list of stages every admitted message goes through.
+
+    admission -> conversation turn -> prompt -> pre-call checks -> provider call -> post-call checks
+              -> settle usage -> outputs                       (then the dispatcher acks, in offset order)
+
+Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
+`MessageContext`. A stage that raises a `GatewayError` ends the message: `FailureOutputs` sends its
+reply (and DLQ record). A new capability is a new stage in `build_stages` or a plugin stage at one of
+the check positions, not more lines in an existing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+from gateway_app.contract.events import ErrorCode
+from gateway_app.errors import GatewayError
+from gateway_app.pipeline.context import MessageContext
+from gateway_app.pipeline.stage import Services, Stage
+from gateway_app.pipeline.stages.admission import Admission, ConversationTurn, SettleUsage
+from gateway_app.pipeline.stages.checks import PostCallChecks, PreCallChecks
+from gateway_app.pipeline.stages.outputs import FailureOutputs, Outputs
+from gateway_app.pipeline.stages.prompt import Prompt
+from gateway_app.pipeline.stages.provider_call import ProviderCall
+
+log = logging.getLogger(__name__)
+
+
+def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
+    call, outputs = ProviderCall(services), Outputs(services)
+    stages: list[Stage] = [
+        Admission(services),
+        ConversationTurn(services),
+        Prompt(services),
+        PreCallChecks(services),
+        call,
+        PostCallChecks(services, call),
+        SettleUsage(services),
+        outputs,
+    ]
+    return stages, FailureOutputs(services, outputs)
+
+
+class Pipeline:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.stages: Sequence[Stage]
+        self.stages, self.failures = build_stages(services)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [stage.name for stage in self.stages]
+
+    async def run(self, ctx: MessageContext) -> None:
+        """Every stage in order, or the failure outputs; a cancellation (rebalance) passes through."""
+        try:
+            for stage in self.stages:
+                started = time.monotonic()
+                await stage.run(ctx)
+                ctx.timings[stage.name] = (time.monotonic() - started) * 1000
+        except GatewayError as error:
+            await self.failures.publish(ctx, error)
+        except Exception as exc:  # a bug must not lose the message: answer with an error and dead-letter it
+            log.exception("flow.internal_error message=%s", ctx.message.message_id)
+            await self.failures.publish(ctx, GatewayError(ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}"))
+        finally:
+            if ctx.conversation_turn is not None:
+                self.services.turns.conversations.release(ctx.conversation, ctx.conversation_turn)

@@ -1,0 +1,39 @@
+"""The interface every built-in stage implements, and what stages are built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway_app.pipeline.caller import Caller
+from gateway_app.pipeline.context import MessageContext
+from gateway_app.pipeline.turns import Turns
+from gateway_app.plugins.discovery import Plugins
+from gateway_app.pricing.prices import PriceTable
+from gateway_app.publisher import Publisher
+from gateway_app.settings import Settings
+from agents_tables.tables import Stores
+
+
+class Stage(Protocol):
+    """One step of a message's way from admitted to published. `run` either returns (the next stage
+    runs) or raises a `GatewayError` (the message gets its error reply); it may wait, but must never
+    swallow a cancellation (a rebalance)."""
+
+    name: str
+
+    async def run(self, ctx: MessageContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the stages of one worker share."""
+
+    settings: Settings
+    stores: Stores
+    turns: Turns
+    caller: Caller
+    publisher: Publisher
+    prices: PriceTable
+    plugins: Plugins
+    counters: dict[str, int]  # shown by /health; the stages add to them
