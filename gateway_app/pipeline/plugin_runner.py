@@ -39,7 +39,7 @@ async def run_plugin(spec: StageSpec, stage_input: StageInput, ctx: MessageConte
     if spec.failure_mode == "closed":
         raise StageFailed(spec.name, failure)
     log.warning("stage.failed_open stage=%s message=%s reason=%s", spec.name, ctx.message.message_id, failure)
-    counters["stages_failed_open"] = counters.get("stages_failed_open", 0) + 1
+    counters["stages_failed_open"] += 1
     ctx.notes.append(StageNote(stage=spec.name, action="skipped"))
     return Pass()
 

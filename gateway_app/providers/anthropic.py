@@ -8,8 +8,7 @@ profile's `temperature` is not sent: the current Messages API and SDK have no su
 from __future__ import annotations
 
 import json
-import os
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 import anthropic
 
@@ -17,15 +16,13 @@ from gateway_app.providers import errors, finish
 from gateway_app.providers.base import (
     ChatRequest,
     ChatResult,
-    ClientCache,
-    ProviderError,
-    ProviderNotConfigured,
     StreamEvent,
     TextDelta,
     TokenUsage,
     ToolCall,
     ToolCallParts,
 )
+from gateway_app.providers.clients import ClientConfig, SDKProvider
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -95,58 +92,38 @@ def to_result(message: Any) -> ChatResult:
     )
 
 
-def classify(exc: Exception, *, streaming: bool = False) -> ProviderError:
-    """The one place where this SDK's exceptions become gateway errors.
-
-    `streaming`: the response had started; a dropped connection or timeout now breaks a stream.
-    """
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, anthropic.APIStatusError):
-        if exc.status_code < 400:  # an `error` event inside a 200 stream (e.g. overloaded_error)
-            return errors.stream_interrupted(exc.message[:300])
-        return errors.from_status(exc.status_code, exc.message, exc.response.headers)
-    if streaming and isinstance(exc, (anthropic.APIConnectionError, anthropic.APITimeoutError)):
-        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
-    if isinstance(exc, anthropic.APITimeoutError):
-        return errors.timed_out()
-    if isinstance(exc, anthropic.APIConnectionError):
-        return errors.connection_failed(exc)
-    if isinstance(exc, (anthropic.APIResponseValidationError, ValueError, TypeError, AttributeError, KeyError)):
-        return errors.bad_response(f"{type(exc).__name__}: {exc}"[:300])
-    if streaming:
-        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
-    return errors.unexpected(exc)
+ERRORS = errors.ErrorTable(
+    status=(anthropic.APIStatusError,),
+    read_status=lambda exc: (exc.status_code, exc.message, exc.response.headers),
+    timeout=(anthropic.APITimeoutError,),
+    connection=(anthropic.APIConnectionError,),
+    validation=(anthropic.APIResponseValidationError,),
+    breaks_stream=(anthropic.APIConnectionError, anthropic.APITimeoutError),
+    # A status below 400 is an `error` event inside a 200 stream (e.g. overloaded_error).
+    no_error_status=lambda exc: errors.stream_interrupted(exc.message[:300]),
+)
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
     name = "anthropic"
+    missing_key = "ANTHROPIC_API_KEY is not set"
 
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
+    def read_config(self, environ: Mapping[str, str]) -> ClientConfig:
+        return ClientConfig.of(environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL, environ.get("ANTHROPIC_API_KEY"))
 
-        async def close(client: anthropic.AsyncAnthropic) -> None:
-            await client.close()
+    def build_client(self, config: ClientConfig) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(api_key=config.secret(), base_url=config.endpoint, max_retries=0,
+                                        timeout=self.timeout)
 
-        self._clients: ClientCache[anthropic.AsyncAnthropic] = ClientCache(close)
-
-    def endpoint(self, request: ChatRequest) -> str:
-        return os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
-
-    async def _client(self, request: ChatRequest) -> anthropic.AsyncAnthropic:
-        key = os.environ.get("ANTHROPIC_API_KEY")
-        if not key:
-            raise ProviderNotConfigured("ANTHROPIC_API_KEY is not set")
-        base_url = self.endpoint(request)
-        return await self._clients.get((base_url, key), lambda: anthropic.AsyncAnthropic(
-            api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
+    async def close_client(self, client: anthropic.AsyncAnthropic) -> None:
+        await client.close()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         client, params = await self._client(request), to_params(request)
         try:
             return to_result(await client.messages.create(**params))
         except Exception as exc:
-            raise classify(exc) from exc
+            raise errors.classify(exc, ERRORS) from exc
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         client, params = await self._client(request), to_params(request)
@@ -162,11 +139,8 @@ class AnthropicProvider:
                         yield TextDelta(delta)
             result = state.result()
         except Exception as exc:
-            raise classify(exc, streaming=started) from exc
+            raise errors.classify(exc, ERRORS, streaming=started) from exc
         yield result
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
 
 
 class _StreamState:

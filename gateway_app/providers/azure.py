@@ -6,31 +6,32 @@ default below): requests go to `{endpoint}/openai/deployments/{model}/chat/compl
 
 from __future__ import annotations
 
-import os
+from typing import Mapping
 
 import openai
 
 from gateway_app.providers import openai_compat
-from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
+from gateway_app.providers.base import ChatRequest
+from gateway_app.providers.clients import ClientConfig
 
 DEFAULT_API_VERSION = "2024-10-21"  # the current GA data-plane version
 
 
 class AzureOpenAIProvider(openai_compat.CompatibleProvider):
     name = "azure"
+    missing_key = "AZURE_OPENAI_API_KEY is not set"
+    missing_endpoint = "AZURE_OPENAI_ENDPOINT is not set"
+
+    def read_config(self, environ: Mapping[str, str]) -> ClientConfig:
+        endpoint = (environ.get("AZURE_OPENAI_ENDPOINT") or "").rstrip("/")
+        return ClientConfig.of(endpoint, environ.get("AZURE_OPENAI_API_KEY"),
+                               api_version=environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION)
 
     def endpoint(self, request: ChatRequest) -> str:
-        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
-        if not endpoint:
-            raise ProviderNotConfigured("AZURE_OPENAI_ENDPOINT is not set")
-        return f"{endpoint.rstrip('/')}/openai/deployments/{request.model}"
+        # Per request: the deployment (the request's model) is part of the path, not of the client.
+        return f"{super().endpoint(request)}/openai/deployments/{request.model}"
 
-    async def _client(self, request: ChatRequest) -> openai.AsyncAzureOpenAI:
-        key = os.environ.get("AZURE_OPENAI_API_KEY")
-        if not key:
-            raise ProviderNotConfigured("AZURE_OPENAI_API_KEY is not set")
-        endpoint = self.endpoint(request).split("/openai/deployments/")[0]
-        version = os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
+    def build_client(self, config: ClientConfig) -> openai.AsyncAzureOpenAI:
         # One client per endpoint+key: the SDK puts the deployment (the request's model) into the path.
-        return await self._clients.get((endpoint, key, version), lambda: openai.AsyncAzureOpenAI(
-            api_key=key, azure_endpoint=endpoint, api_version=version, max_retries=0, timeout=self.timeout))
+        return openai.AsyncAzureOpenAI(api_key=config.secret(), azure_endpoint=config.endpoint,
+                                       api_version=config.extra("api_version"), max_retries=0, timeout=self.timeout)

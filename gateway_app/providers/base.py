@@ -1,15 +1,25 @@
 """The provider interface: one normalized request in, one normalized result (or stream) out, typed errors.
 
 A provider module turns the normalized request into its SDK's call, turns the SDK's answer into a
-`ChatResult`, and turns every SDK exception into a `ProviderError` (see `errors`). Nothing outside the
-module knows which SDK it uses.
+`ChatResult`, and turns every SDK exception into a `ProviderError` (its `errors.ErrorTable` for the shared
+`errors.classify`). Nothing outside the module knows which SDK it uses.
+
+Keys and endpoints: a provider that calls an SDK (`clients.SDKProvider`) reads its environment once, when
+it is constructed, into a frozen `clients.ClientConfig` (endpoint, key as a `SecretStr` so that no repr or
+log line shows it, SDK extras). Per call, `config_for(request) -> ClientConfig` says which configuration
+this request's client is built from, and the provider's client cache is keyed on that answer. Today it is
+the environment's, changed only by what legitimately varies per request (the local provider's
+`options.base_url`, checked against the allowed hosts; Azure's deployment goes into the path, not the
+client). A per-agent credential is a `config_for` that returns the agent's key and endpoint instead:
+one client per distinct credential, nothing else changes. A missing key or endpoint raises
+`ProviderNotConfigured` in the call that needs it, never at construction: the worker starts without any
+provider keys.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
+from typing import Any, AsyncIterator, Protocol
 
 from gateway_app.contract.events import ErrorCode
 
@@ -124,52 +134,3 @@ class Provider(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def aclose(self) -> None: ...
-
-
-C = TypeVar("C")
-
-
-class ClientCache(Generic[C]):
-    """SDK clients, one per (endpoint, key), created on first use and reused (pooled connections).
-
-    A client is built in a thread: loading CA certificates and setting up a connection pool takes
-    0.1-1 s of CPU (measured: openai up to 0.3 s, cohere up to 1.2 s), which on the event loop would
-    stall every call in flight. Concurrent first calls
-    wait for the same build; a build that fails is tried again by the next call.
-    Bounded: past `max_clients` distinct endpoints a new one is refused rather than another pool opened
-    (profiles may choose endpoints for some providers).
-    """
-
-    def __init__(self, close: Callable[[C], Awaitable[None]], max_clients: int = 32) -> None:
-        self._clients: dict[Hashable, C] = {}
-        self._building: dict[Hashable, asyncio.Future[C]] = {}
-        self._close = close
-        self.max_clients = max_clients
-
-    async def get(self, key: Hashable, create: Callable[[], C]) -> C:
-        client = self._clients.get(key)
-        if client is not None:
-            return client
-        building = self._building.get(key)
-        if building is None:
-            if len(self._clients) + len(self._building) >= self.max_clients:
-                raise ProviderNotConfigured(f"already {self.max_clients} distinct endpoints in use; refusing another")
-            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(create))
-            building.add_done_callback(lambda done: self._built(key, done))
-        # shield: a caller cancelled while it waits must not cancel the build the others wait for.
-        return await asyncio.shield(building)
-
-    def _built(self, key: Hashable, done: asyncio.Future[C]) -> None:
-        del self._building[key]
-        if not done.cancelled() and done.exception() is None:
-            self._clients[key] = done.result()
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-    async def aclose(self) -> None:
-        if self._building:
-            await asyncio.gather(*self._building.values(), return_exceptions=True)
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await self._close(client)

@@ -7,8 +7,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 import cohere
 import httpx
@@ -18,15 +17,13 @@ from gateway_app.providers import errors, finish
 from gateway_app.providers.base import (
     ChatRequest,
     ChatResult,
-    ClientCache,
-    ProviderError,
-    ProviderNotConfigured,
     StreamEvent,
     TextDelta,
     TokenUsage,
     ToolCall,
     ToolCallParts,
 )
+from gateway_app.providers.clients import ClientConfig, SDKProvider, first_set
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 
@@ -75,71 +72,54 @@ def to_result(response: Any) -> ChatResult:
                       str(response.id), to_tool_calls(getattr(message, "tool_calls", None)))
 
 
-def classify(exc: Exception, *, streaming: bool = False) -> ProviderError:
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, ApiError) and exc.status_code is not None and exc.status_code >= 400:
-        return errors.from_status(exc.status_code, _message(exc.body), exc.headers or {})
-    if isinstance(exc, ApiError):  # a 2xx whose body is not JSON
-        return errors.bad_response(f"HTTP {exc.status_code}: {str(exc.body)[:200]}")
-    if isinstance(exc, httpx.TimeoutException):
-        return errors.timed_out()
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) or (
-            isinstance(exc, httpx.TransportError) and not streaming):
-        return errors.connection_failed(exc)
-    # The SDK builds its models from the body without validating it: a body of the wrong shape
-    # surfaces as one of these while the SDK reads it.
-    if isinstance(exc, (ValueError, TypeError, KeyError, AttributeError)):
-        return errors.bad_response(f"{type(exc).__name__}: {exc}"[:300])
-    if streaming:
-        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
-    return errors.unexpected(exc)
-
-
 def _message(body: Any) -> str:
     if isinstance(body, dict):
         return str(body.get("message", body))[:300]
     return str(body)[:300]
 
 
-class CohereProvider:
+ERRORS = errors.ErrorTable(
+    status=(ApiError,),
+    read_status=lambda exc: (exc.status_code, _message(exc.body), exc.headers or {}),
+    timeout=(httpx.TimeoutException,),
+    connection=(httpx.ConnectError, httpx.ConnectTimeout),
+    # Any other transport failure before an answer (the SDK raises httpx's own exceptions); in a stream
+    # it broke the stream.
+    connection_unless_streaming=(httpx.TransportError,),
+    # A status below 400 (or none): a 2xx whose body is not JSON.
+    no_error_status=lambda exc: errors.bad_response(f"HTTP {exc.status_code}: {str(exc.body)[:200]}"),
+)
+
+Clients = tuple[cohere.AsyncClientV2, httpx.AsyncClient]
+
+
+class CohereProvider(SDKProvider[Clients]):
     name = "cohere"
+    missing_key = "COHERE_API_KEY (or CO_API_KEY) is not set"
 
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
+    def read_config(self, environ: Mapping[str, str]) -> ClientConfig:
+        return ClientConfig.of(first_set(environ, "COHERE_BASE_URL", "CO_API_URL") or DEFAULT_BASE_URL,
+                               first_set(environ, "COHERE_API_KEY", "CO_API_KEY"))
 
-        async def close(pair: tuple[cohere.AsyncClientV2, httpx.AsyncClient]) -> None:
-            await pair[1].aclose()
-
+    def build_client(self, config: ClientConfig) -> Clients:
         # We hand the SDK our own httpx client so that we own its connection pool and can close it.
-        self._clients: ClientCache[tuple[cohere.AsyncClientV2, httpx.AsyncClient]] = ClientCache(close)
+        http = httpx.AsyncClient(timeout=self.timeout)
+        client = cohere.AsyncClientV2(api_key=config.secret(), base_url=config.endpoint, timeout=self.timeout,
+                                      max_retries=0, httpx_client=http, log_warning_experimental_features=False)
+        return client, http
 
-    def endpoint(self, request: ChatRequest) -> str:
-        return os.environ.get("COHERE_BASE_URL") or os.environ.get("CO_API_URL") or DEFAULT_BASE_URL
-
-    async def _client(self, request: ChatRequest) -> cohere.AsyncClientV2:
-        key = os.environ.get("COHERE_API_KEY") or os.environ.get("CO_API_KEY")
-        if not key:
-            raise ProviderNotConfigured("COHERE_API_KEY (or CO_API_KEY) is not set")
-        base_url = self.endpoint(request)
-
-        def create() -> tuple[cohere.AsyncClientV2, httpx.AsyncClient]:
-            http = httpx.AsyncClient(timeout=self.timeout)
-            client = cohere.AsyncClientV2(api_key=key, base_url=base_url, timeout=self.timeout, max_retries=0,
-                                          httpx_client=http, log_warning_experimental_features=False)
-            return client, http
-
-        return (await self._clients.get((base_url, key), create))[0]
+    async def close_client(self, client: Clients) -> None:
+        await client[1].aclose()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        client, params = await self._client(request), to_params(request)
+        client, params = (await self._client(request))[0], to_params(request)
         try:
             return to_result(await client.chat(**params))
         except Exception as exc:
-            raise classify(exc) from exc
+            raise errors.classify(exc, ERRORS) from exc
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        client, params = await self._client(request), to_params(request)
+        client, params = (await self._client(request))[0], to_params(request)
         state = _StreamState()
         try:
             # aclosing: closing our generator must close the SDK's (and its HTTP response) at once.
@@ -150,11 +130,8 @@ class CohereProvider:
                         yield TextDelta(delta)
             result = state.result()
         except Exception as exc:
-            raise classify(exc, streaming=True) from exc
+            raise errors.classify(exc, ERRORS, streaming=True) from exc
         yield result
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
 
 
 class _StreamState:

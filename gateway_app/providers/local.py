@@ -8,19 +8,22 @@ must not be able to make the gateway call arbitrary addresses.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Mapping
 from urllib.parse import urlsplit
 
 import openai
 
 from gateway_app.providers import openai_compat
 from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
+from gateway_app.providers.clients import ClientConfig
 
 PLACEHOLDER_KEY = "not-needed"  # the SDK insists on a key; local servers accept any
 
 
-def allowed_hosts() -> frozenset[str]:
-    raw = os.environ.get("LOCAL_LLM_ALLOWED_HOSTS", "")
+def allowed_hosts(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    raw = environ.get("LOCAL_LLM_ALLOWED_HOSTS", "")
     return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
 
 
@@ -44,13 +47,23 @@ def resolve_base_url(configured: str | None, override: str | None, allowed: froz
 class LocalProvider(openai_compat.CompatibleProvider):
     name = "local"
     usage_required = False  # some local servers do not report usage; their calls are billed 0 tokens
+    missing_endpoint = "LOCAL_LLM_BASE_URL is not set"
 
-    def endpoint(self, request: ChatRequest) -> str:
-        return resolve_base_url(os.environ.get("LOCAL_LLM_BASE_URL"), request.options.get("base_url"),
-                                allowed_hosts())
+    def __init__(self, timeout: float = 60.0) -> None:
+        super().__init__(timeout)
+        self.allowed_hosts = allowed_hosts()  # policy, not a client setting; read once all the same
 
-    async def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
-        base_url = self.endpoint(request)
-        key = os.environ.get("LOCAL_LLM_API_KEY") or PLACEHOLDER_KEY
-        return await self._clients.get((base_url, key), lambda: openai.AsyncOpenAI(
-            api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout))
+    def read_config(self, environ: Mapping[str, str]) -> ClientConfig:
+        return ClientConfig.of(environ.get("LOCAL_LLM_BASE_URL"), environ.get("LOCAL_LLM_API_KEY") or PLACEHOLDER_KEY)
+
+    def config_for(self, request: ChatRequest) -> ClientConfig:
+        """Per request: a profile's `options.base_url`, if its host is allowed; one client per server."""
+        override = request.options.get("base_url")
+        if not override:
+            return self.config
+        base_url = resolve_base_url(self.config.endpoint, override, self.allowed_hosts)
+        return dataclasses.replace(self.config, endpoint=base_url)
+
+    def build_client(self, config: ClientConfig) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=config.secret(), base_url=config.endpoint, max_retries=0,
+                                  timeout=self.timeout)

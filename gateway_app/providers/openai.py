@@ -5,26 +5,24 @@
 
 from __future__ import annotations
 
-import os
+from typing import Mapping
 
 import openai
 
 from gateway_app.providers import openai_compat
-from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
+from gateway_app.providers.clients import ClientConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAIProvider(openai_compat.CompatibleProvider):
     name = "openai"
+    missing_key = "OPENAI_API_KEY is not set"
 
-    def endpoint(self, request: ChatRequest) -> str:
-        return os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    def read_config(self, environ: Mapping[str, str]) -> ClientConfig:
+        return ClientConfig.of(environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, environ.get("OPENAI_API_KEY"),
+                               organization=environ.get("OPENAI_ORG_ID"))
 
-    async def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise ProviderNotConfigured("OPENAI_API_KEY is not set")
-        base_url, organization = self.endpoint(request), os.environ.get("OPENAI_ORG_ID") or None
-        return await self._clients.get((base_url, key, organization), lambda: openai.AsyncOpenAI(
-            api_key=key, base_url=base_url, organization=organization, max_retries=0, timeout=self.timeout))
+    def build_client(self, config: ClientConfig) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=config.secret(), base_url=config.endpoint,
+                                  organization=config.extra("organization"), max_retries=0, timeout=self.timeout)

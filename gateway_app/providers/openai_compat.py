@@ -16,14 +16,13 @@ from gateway_app.providers import errors
 from gateway_app.providers.base import (
     ChatRequest,
     ChatResult,
-    ClientCache,
-    ProviderError,
     StreamEvent,
     TextDelta,
     TokenUsage,
     ToolCall,
     ToolCallParts,
 )
+from gateway_app.providers.clients import SDKProvider
 
 
 def to_messages(request: ChatRequest) -> list[dict[str, str]]:
@@ -91,26 +90,15 @@ def _preview(value: Any) -> str:
     return text[:200]
 
 
-def classify(exc: Exception, *, streaming: bool = False) -> ProviderError:
-    """The one place where this SDK's exceptions become gateway errors.
-
-    `streaming`: the response had started; a dropped connection or timeout now breaks a stream.
-    """
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, openai.APIStatusError):
-        return errors.from_status(exc.status_code, exc.message, exc.response.headers)
-    if streaming and isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
-        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
-    if isinstance(exc, openai.APITimeoutError):
-        return errors.timed_out()
-    if isinstance(exc, openai.APIConnectionError):
-        return errors.connection_failed(exc)
-    if isinstance(exc, (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, KeyError)):
-        return errors.bad_response(f"{type(exc).__name__}: {exc}"[:300])
-    if streaming:  # an `error` object mid-stream
-        return errors.stream_interrupted(f"{type(exc).__name__}: {exc}"[:300])
-    return errors.unexpected(exc)
+# openai's exceptions; `anthropic` has the same shape (both SDKs are generated from one template).
+ERRORS = errors.ErrorTable(
+    status=(openai.APIStatusError,),
+    read_status=lambda exc: (exc.status_code, exc.message, exc.response.headers),
+    timeout=(openai.APITimeoutError,),
+    connection=(openai.APIConnectionError,),
+    validation=(openai.APIResponseValidationError,),
+    breaks_stream=(openai.APIConnectionError, openai.APITimeoutError),
+)
 
 
 async def complete(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_required: bool = True) -> ChatResult:
@@ -119,7 +107,7 @@ async def complete(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_re
         completion = await client.chat.completions.create(**params)
         return to_result(completion, usage_required=usage_required)
     except Exception as exc:
-        raise classify(exc) from exc
+        raise errors.classify(exc, ERRORS) from exc
 
 
 async def stream(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_required: bool = True
@@ -147,7 +135,7 @@ async def stream(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_requ
                                   arguments=function.arguments if function else None)
                     finish = choice.finish_reason or finish
     except Exception as exc:
-        raise classify(exc, streaming=started) from exc
+        raise errors.classify(exc, ERRORS, streaming=started) from exc
     if finish is None:
         raise errors.stream_interrupted("no finish_reason before the stream ended")
     if usage is None and usage_required:
@@ -156,28 +144,13 @@ async def stream(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_requ
                      request_id=str(request_id) if request_id else None, tool_calls=tools.result())
 
 
-def client_cache() -> ClientCache[openai.AsyncOpenAI]:
-    async def close(client: openai.AsyncOpenAI) -> None:
-        await client.close()
+class CompatibleProvider(SDKProvider[openai.AsyncOpenAI]):
+    """Base of the providers that speak Chat Completions; a subclass says where, with which key."""
 
-    return ClientCache(close)
-
-
-class CompatibleProvider:
-    """Base of the providers that speak Chat Completions; a subclass says where and with which key."""
-
-    name = ""
     usage_required = True  # False for servers that may not report usage (billed 0 then)
 
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-        self._clients = client_cache()
-
-    def endpoint(self, request: ChatRequest) -> str:
-        raise NotImplementedError
-
-    async def _client(self, request: ChatRequest) -> openai.AsyncOpenAI:
-        raise NotImplementedError
+    async def close_client(self, client: openai.AsyncOpenAI) -> None:
+        await client.close()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         return await complete(await self._client(request), request, usage_required=self.usage_required)
@@ -188,6 +161,3 @@ class CompatibleProvider:
                                               usage_required=self.usage_required)) as events:
             async for event in events:
                 yield event
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()

@@ -1,6 +1,7 @@
 """Provider registry: name -> "module:Class", imported lazily; one instance (and its clients) per name.
 
-Adding a provider is one module implementing `base.Provider` plus one line here.
+Adding a provider is one module implementing `base.Provider` plus one line here (or, for a plugin, an
+entry point that inserts its "module:Class" into `PROVIDERS` at start).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 
-from gateway_app.providers.base import Provider
+from gateway_app.providers.base import Provider, ProviderNotConfigured
 
 PROVIDERS: dict[str, str] = {
     "echo": "gateway_app.providers.echo:EchoProvider",
@@ -25,8 +26,17 @@ def is_known(name: str) -> bool:
 
 
 def _load(name: str, timeout: float) -> Provider:
-    module_name, _, class_name = PROVIDERS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
+    """Import and construct the provider; any failure is this provider's `ProviderNotConfigured`, so the
+    message that needed it gets an error reply (and a plugin's broken import never takes the worker down)."""
+    target = PROVIDERS.get(name)
+    if target is None:
+        raise ProviderNotConfigured(f"no provider named {name!r}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
+    except Exception as exc:
+        raise ProviderNotConfigured(
+            f"provider {name!r} ({target}) failed to load: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 class ProviderPool:
@@ -44,18 +54,28 @@ class ProviderPool:
 
     async def load(self, name: str) -> Provider:
         """`get` for the event loop: importing an SDK the first time takes up to seconds (anthropic's about
-        2.5 s), which would stall every call in flight, so it happens in a thread, once per provider."""
+        2.5 s), which would stall every call in flight, so it happens in a thread, once per provider.
+        Concurrent first calls wait for the same import; one that failed is tried again by the next call
+        (a module fixed or a dependency installed meanwhile)."""
         provider = self._providers.get(name)
         if provider is not None:
             return provider
         loading = self._loading.get(name)
         if loading is None:
             loading = self._loading[name] = asyncio.ensure_future(asyncio.to_thread(_load, name, self.timeout))
+            loading.add_done_callback(lambda done: self._loaded(name, done))
+        # shield: a caller cancelled while it waits must not cancel the import the others wait for.
         provider = await asyncio.shield(loading)
-        self._providers.setdefault(name, provider)
-        return self._providers[name]
+        return self._providers.setdefault(name, provider)
+
+    def _loaded(self, name: str, done: asyncio.Future[Provider]) -> None:
+        del self._loading[name]  # forget a failure: the next call tries again
+        if not done.cancelled() and done.exception() is None:
+            self._providers.setdefault(name, done.result())
 
     async def aclose(self) -> None:
-        for provider in self._providers.values():
+        if self._loading:  # a provider still loading is closed with the others
+            await asyncio.gather(*self._loading.values(), return_exceptions=True)
+        providers, self._providers = list(self._providers.values()), {}
+        for provider in providers:
             await provider.aclose()
-        self._providers.clear()

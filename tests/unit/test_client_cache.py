@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from gateway_app.providers.base import ClientCache, ProviderNotConfigured
+from gateway_app.providers.base import ProviderNotConfigured
+from gateway_app.providers.clients import ClientCache
 
 
 class Client:

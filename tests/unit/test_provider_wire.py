@@ -248,18 +248,28 @@ async def test_missing_configuration_is_not_configured_and_not_retried(name, mon
     assert caught.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED and not caught.value.retriable
 
 
-async def test_local_base_url_override_only_to_allowed_hosts(servers, monkeypatch, pool):
+async def test_local_base_url_override_only_to_allowed_hosts(servers, monkeypatch):
+    # A provider reads its environment once, when constructed: each setting gets a fresh pool.
     _, _, thread = servers["local"]
     monkeypatch.setenv("LOCAL_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
     override = ChatRequest("m", "", (ChatMessage("user", "via override"),), 0, 10,
                            options={"base_url": f"{thread.url}/v1"})
-    monkeypatch.delenv("LOCAL_LLM_ALLOWED_HOSTS", raising=False)
+
+    async def call_with_allowed_hosts(allowed: str | None) -> ChatResult:
+        if allowed is None:
+            monkeypatch.delenv("LOCAL_LLM_ALLOWED_HOSTS", raising=False)
+        else:
+            monkeypatch.setenv("LOCAL_LLM_ALLOWED_HOSTS", allowed)
+        pool = ProviderPool(timeout=5)
+        try:
+            return await pool.get("local").complete(override)
+        finally:
+            await pool.aclose()
+
     with pytest.raises(ProviderError) as caught:
-        await pool.get("local").complete(override)
+        await call_with_allowed_hosts(None)
     assert caught.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED and "LOCAL_LLM_ALLOWED_HOSTS" in str(caught.value)
-    monkeypatch.setenv("LOCAL_LLM_ALLOWED_HOSTS", "gpu-box.internal, 127.0.0.1:1")  # another port only
     with pytest.raises(ProviderError):
-        await pool.get("local").complete(override)
-    monkeypatch.setenv("LOCAL_LLM_ALLOWED_HOSTS", f"gpu-box.internal, 127.0.0.1:{thread.port}")
-    result = await pool.get("local").complete(override)
+        await call_with_allowed_hosts("gpu-box.internal, 127.0.0.1:1")  # another port only
+    result = await call_with_allowed_hosts(f"gpu-box.internal, 127.0.0.1:{thread.port}")
     assert result.text.endswith("via override")

@@ -73,7 +73,7 @@ class FailureOutputs:
         outcome = self.outputs.outcome(ctx, encode(reply))
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)
-            self.services.counters["blocked"] = self.services.counters.get("blocked", 0) + 1
+            self.services.counters["blocked"] += 1
             return
         dead = records.dead_letter(ctx.origin, error.code, error.reason, attempts=ctx.attempts,
                                    message_id=ctx.message.message_id, agent_id=ctx.message.agent_id,
