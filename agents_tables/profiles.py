@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
+from pydantic import ValidationError
+
 from gateway_app.contract.events import AgentProfile, AgentProfileDeleted
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,17 @@ class ProfileStore:
         self.cache: BoundedCache[StoredProfile] = BoundedCache(cache_size)
 
     def get(self, agent_id: str) -> StoredProfile | None:
-        return self.cache.get(agent_id, lambda key: decode_row(self.table.get(key)))
+        return self.cache.get(agent_id, self._load)
+
+    def _load(self, agent_id: str) -> StoredProfile | None:
+        row = self.table.get(agent_id)
+        try:
+            return decode_row(row)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            # Only the gateway writes this table, through `apply`: a row it cannot read is a bug (or a
+            # hand edit). The agent is treated as unknown rather than stopping the partition.
+            log.error("profile.undecodable_row agent=%s error=%s", agent_id, str(exc)[:300])
+            return None
 
     def live(self, agent_id: str) -> AgentProfile | None:
         return live(self.get(agent_id))
