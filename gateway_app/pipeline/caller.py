@@ -66,36 +66,34 @@ class CallLog:
             self.last_error = error
 
 
+class _ReadsLog:
+    """Attempts and history are the call log's; an answer or a failure only points at it."""
+
+    log: CallLog
+
+    @property
+    def attempts(self) -> int:
+        return self.log.attempts
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.log.history
+
+
 @dataclass(frozen=True)
-class Answer:
+class Answer(_ReadsLog):
     result: ChatResult
     target: Target
     latency_ms: int
     log: CallLog = field(repr=False, compare=False)
 
-    @property
-    def attempts(self) -> int:
-        return self.log.attempts
 
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        return self.log.history
-
-
-class CallFailed(GatewayError):
+class CallFailed(_ReadsLog, GatewayError):
     """Every target failed or gave up; the reason names the last error and what was tried."""
 
     def __init__(self, code: ErrorCode, reason: str, log: CallLog) -> None:
         super().__init__(code, reason)
         self.log = log
-
-    @property
-    def attempts(self) -> int:
-        return self.log.attempts
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        return self.log.history
 
 
 class Caller:

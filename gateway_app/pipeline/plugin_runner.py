@@ -45,9 +45,12 @@ async def run_plugin(spec: StageSpec, stage_input: StageInput, ctx: MessageConte
 
 
 async def _verdict_or_failure(spec: StageSpec, stage_input: StageInput) -> Verdict | str:
-    # Its own task, abandoned (cancelled, not awaited) at the limit: a plugin that swallows the
-    # cancellation and keeps going still cannot hold the message past its time limit.
-    task = asyncio.ensure_future(spec.plugin.run(stage_input))
+    try:
+        # Its own task, abandoned (cancelled, not awaited) at the limit: a plugin that swallows the
+        # cancellation and keeps going still cannot hold the message past its time limit.
+        task = asyncio.ensure_future(spec.plugin.run(stage_input))
+    except Exception as exc:  # `run` raised before its first await, or returned no awaitable
+        return f"raised {type(exc).__name__}: {exc}"[:300]
     try:
         done, _ = await asyncio.wait({task}, timeout=spec.time_limit_seconds)
     except asyncio.CancelledError:
@@ -57,6 +60,8 @@ async def _verdict_or_failure(spec: StageSpec, stage_input: StageInput) -> Verdi
         task.cancel()
         task.add_done_callback(_consume)
         return f"no verdict within its time limit of {spec.time_limit_seconds}s"
+    if task.cancelled():  # cancelled from inside (we were not): a failure of the stage, not a rebalance
+        return "its task was cancelled before it gave a verdict"
     if task.exception() is not None:
         exc = task.exception()
         return f"raised {type(exc).__name__}: {exc}"[:300]

@@ -11,6 +11,7 @@ A plugin that cannot be loaded, declares nonsense, or takes a built-in name is l
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -117,6 +118,8 @@ def check_stage(entry_name: str, plugin: Any) -> StageSpec:
     """The plugin's declarations, checked; raises ValueError saying what is wrong."""
     if not isinstance(plugin, StagePlugin):
         raise ValueError("not a stage: needs name, position, time_limit_seconds, failure_mode and async run()")
+    if not inspect.iscoroutinefunction(plugin.run):
+        raise ValueError("run must be an async function (async def run(self, stage_input))")
     name = plugin.name
     if name != entry_name:
         raise ValueError(f"declares name {name!r} under entry point {entry_name!r}")

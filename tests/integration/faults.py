@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.workers import Deployment
-from tests.integration.harness import Chat, message
+from tests.integration.harness import Chat, message, wait_until
 from tests.integration.verifier import Report, Sent, verify
 
 INPUT_KEYS = ("messages", "profile_created", "profile_updated", "profile_deleted", "agent_events")
@@ -33,7 +33,7 @@ async def send_at_rate(chat: Chat, messages: list[dict], rate: float, sent: list
     for i, msg in enumerate(messages):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # pacing: the traffic's own schedule
         await chat.producer.send(chat.d.topic("messages"), json.dumps(msg).encode(), key=msg["roomId"].encode())
         sent.append(Sent(msg["messageId"], msg["agentId"], msg["roomId"]))
     await chat.producer.flush()
@@ -65,7 +65,7 @@ class UncommittedSampler:
                     self.samples.append((time.monotonic(), await self._uncommitted(admin, offsets, partitions)))
                 except Exception:  # a broker restart makes a sample fail; the next one is taken anyway
                     pass
-                await asyncio.sleep(self.interval)
+                await asyncio.sleep(self.interval)  # the sampling period
         finally:
             await offsets.stop()
             await admin.close()
@@ -94,16 +94,25 @@ def say(capsys, text: str) -> None:
         print(text)
 
 
+def _verify(chat: Chat, sent: list[Sent], **checks) -> Report:
+    return verify(sent, [r for _, r in chat.seen["replies"]], [b for _, b in chat.seen["billing"]],
+                  [d for _, d in chat.seen["dlq"]], **checks)
+
+
 async def settle_and_verify(chat: Chat, sent: list[Sent], *, timeout: float, title: str, capsys,
-                            settle: float = 3.0, **checks) -> Report:
-    """Wait until every sent message has a reply, let duplicates and billing arrive, verify, print."""
+                            settle: float = 3.0, outputs_timeout: float = 30.0, **checks) -> Report:
+    """Wait until every sent message has a reply and the verifier is satisfied (billing and DLQ records
+    arrive after their replies), let late duplicates arrive, verify, print."""
     try:
         await chat.wait_replies([m.message_id for m in sent], timeout=timeout)
+        await wait_until(lambda: _verify(chat, sent, **checks).ok, outputs_timeout, "billing and DLQ records")
     except AssertionError:
         pass  # the verifier counts and names what is missing
+    # Late duplicates (redeliveries after a disruption) are counted against the bound, not waited for:
+    # give them time to arrive before counting.
     await asyncio.sleep(settle)
     replies = [r for _, r in chat.seen["replies"]]
-    report = verify(sent, replies, [b for _, b in chat.seen["billing"]], [d for _, d in chat.seen["dlq"]], **checks)
+    report = _verify(chat, sent, **checks)
     with capsys.disabled():  # the figures belong in the CI log, pass or fail (see `say`)
         print(f"\n[{title}]")
         for line in report.lines():

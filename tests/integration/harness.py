@@ -8,12 +8,37 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from devtools.workers import Deployment
+from devtools.workers import Deployment, Worker
 
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    """Poll `predicate` until it holds; fail after `timeout` seconds. Tests wait for what they assert
+    with this, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)  # the polling interval
+
+
+def profiles_applied(worker: Worker, versions: dict[str, int]) -> Callable[[], bool]:
+    """A predicate for `wait_until`: every agent's profile is in force at (at least) its version, as any
+    worker's `/agents/{id}` reports it (it asks the owner). Agents already seen are not asked again."""
+    waiting = dict(versions)
+
+    def applied() -> bool:
+        for agent_id, version in list(waiting.items()):
+            status, body = worker.get(f"/agents/{agent_id}")
+            if status != 200 or body["version"] < version:
+                return False
+            del waiting[agent_id]
+        return True
+
+    return applied
 
 
 def profile(agent_id: str, version: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -78,13 +103,8 @@ class Chat:
             by_id[reply["message_id"]].append(reply)
         return by_id
 
-    async def wait_for(self, predicate, timeout: float = 60, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+        await wait_until(predicate, timeout, what)
 
     async def wait_replies(self, message_ids: list[str], timeout: float = 60) -> dict[str, list[dict]]:
         wanted = set(message_ids)

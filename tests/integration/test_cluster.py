@@ -95,7 +95,11 @@ async def test_sigkill_mid_stream_loses_nothing(cluster_factory):
         recovered_s = time.monotonic() - killed_at
         counts = assert_each_answered(chat, sent)
         assert_conversation_order(chat, sent)
-        await asyncio.sleep(2)  # let late billing records arrive
+        sent_ids = {m["messageId"] for m in sent}
+        await chat.wait_for(lambda: sent_ids <= {b["message_id"] for _, b in chat.seen["billing"]}, timeout=60,
+                            what="billing of every message")
+        # Late duplicates (a redelivered message billed again) are counted, not waited for: let them arrive.
+        await asyncio.sleep(2)
         bills = Counter(b["event_id"] for _, b in chat.seen["billing"])
         billed_messages = {b["message_id"] for _, b in chat.seen["billing"]}
         assert billed_messages == {m["messageId"] for m in sent}

@@ -27,7 +27,7 @@ from tests.integration.faults import (
     send_at_rate,
     settle_and_verify,
 )
-from tests.integration.harness import Chat, message, profile
+from tests.integration.harness import Chat, message, profile, profiles_applied, wait_until
 from tests.integration.verifier import Poison, Sent
 
 LATENCY_MS = 40  # the echo provider's simulated answer time
@@ -40,10 +40,11 @@ async def start(cluster: Cluster, count: int) -> None:
         await asyncio.to_thread(worker.wait_ready)
 
 
-async def load_profiles(chat: Chat, agents: list[str], **overrides) -> None:
+async def load_profiles(chat: Chat, cluster: Cluster, agents: list[str], **overrides) -> None:
+    """Send the agents' profiles and wait until they are all in force."""
     for agent_id in agents:
         await chat.profile(profile(agent_id, options={"latency_ms": LATENCY_MS}, **overrides))
-    await asyncio.sleep(1.0)
+    await wait_until(profiles_applied(cluster.workers[0], {a: 1 for a in agents}), 60, "the profiles in force")
 
 
 def agents(prefix: str, n: int) -> list[str]:
@@ -58,6 +59,8 @@ async def traffic_through(chat: Chat, team: list[str], disrupt) -> tuple[list[Se
     traffic = asyncio.create_task(send_at_rate(chat, conversation_traffic(team, 5, 2400), 150, sent))
     await disrupt(sampler)
     await traffic
+    # Part of the measure, not a wait for a condition: keep sampling the uncommitted input for as long as
+    # the last disruption's redeliveries may come, so that the duplicate bound covers them.
     await asyncio.sleep(REBALANCE_WINDOW)
     sampling.cancel()
     return sent, sampler.bound(REBALANCE_WINDOW)
@@ -70,7 +73,7 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
 
     async def kill_three_times(sampler: UncommittedSampler) -> None:
         for _ in range(3):
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0)  # scenario pacing: a kill every 3 s of traffic (plus the restart)
             sampler.disruption("kill")
             victim.kill()
             victim.start()  # same data dir: it recovers its tables and rejoins
@@ -79,7 +82,7 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
 
     async with Chat(cluster.deployment) as chat:
         team = agents("k", 40)
-        await load_profiles(chat, team)
+        await load_profiles(chat, cluster, team)
         sent, bound = await traffic_through(chat, team, kill_three_times)
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120, title="kill -9 x3, restart",
                                          max_duplicates=bound)
@@ -94,17 +97,19 @@ async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, ca
 
     async def join_then_leave(sampler: UncommittedSampler) -> None:
         nonlocal third
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(4.0)  # scenario pacing: the third worker joins 4 s into the traffic
         sampler.disruption("join")
         await asyncio.to_thread(cluster.worker().wait_ready)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # scenario pacing: it serves traffic for 3 s before another one leaves
+        await wait_until(lambda: (cluster.workers[2].get("/ready")[1] or {}).get("assigned_partitions", 0) > 0, 60,
+                         "partitions assigned to the third worker")
         third = cluster.workers[2].get("/ready")[1]["assigned_partitions"]
         sampler.disruption("leave")
         await asyncio.to_thread(cluster.workers[0].stop)
 
     async with Chat(cluster.deployment) as chat:
         team = agents("j", 40)
-        await load_profiles(chat, team)
+        await load_profiles(chat, cluster, team)
         sent, bound = await traffic_through(chat, team, join_then_leave)
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
                                          title="third worker joins, one leaves",
@@ -129,12 +134,12 @@ async def test_broker_stops_and_restarts_mid_stream(own_broker, tmp_path, capsys
         await start(cluster, 2)
         async with Chat(cluster.deployment) as chat:
             team = agents("b", 40)
-            await load_profiles(chat, team)
+            await load_profiles(chat, cluster, team)
             sent: list[Sent] = []
             traffic = asyncio.create_task(send_at_rate(chat, conversation_traffic(team, 5, 2000), 150, sent))
-            await asyncio.sleep(4.0)
+            await asyncio.sleep(4.0)  # scenario pacing: the broker stops 4 s into the traffic
             await asyncio.to_thread(own_broker.stop)
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0)  # scenario pacing: and stays down for 3 s
             await asyncio.to_thread(own_broker.start)
             await traffic
             report = await settle_and_verify(chat, sent, capsys=capsys, timeout=180, title="broker stop + restart")
@@ -193,7 +198,7 @@ async def test_poison_pills_mixed_into_valid_traffic(cluster_factory, capsys):
     await start(cluster, 2)
     async with Chat(cluster.deployment) as chat:
         team = agents("p", 30)
-        await load_profiles(chat, team)
+        await load_profiles(chat, cluster, team)
         valid = conversation_traffic(team, 4, 2000)
         pills = [pill for _ in range(3) for pill in poison_pills("room-poison", team[0], 2000)]
         random.Random(3).shuffle(pills)
@@ -233,7 +238,8 @@ async def test_provider_storm_on_one_provider_while_another_stays_healthy(kafka,
                     await chat.profile(profile(agent_id, provider="openai", model="gpt-4o-mini"))
                 for agent_id in calm_team:
                     await chat.profile(profile(agent_id, provider="cohere", model="command-r-08-2024"))
-                await asyncio.sleep(1.0)
+                await wait_until(profiles_applied(cluster.workers[0], {a: 1 for a in storm_team + calm_team}), 60,
+                                 "the profiles in force")
                 # Warm up: a worker's first call to a provider builds its SDK client (a few hundred ms of
                 # CPU), which is not what this scenario measures.
                 warm = [message(agent_id, room_id="room-warm", content="warm up") for agent_id in storm_team + calm_team]
@@ -302,7 +308,7 @@ async def test_out_of_order_and_duplicate_profile_updates_while_messages_flow(cl
         random.Random(11).shuffle(updates)
         for agent_id in team:
             await chat.profile(profile(agent_id, version=1, options={"latency_ms": 5}))
-        await asyncio.sleep(1.0)
+        await wait_until(profiles_applied(cluster.workers[0], {a: 1 for a in team}), 60, "version 1 in force")
         traffic = conversation_traffic(team, 3, 2000)
         sent: list[Sent] = []
         every = len(traffic) // len(updates)
@@ -342,7 +348,7 @@ async def test_worker_rebuilds_its_tables_from_the_changelog(cluster_factory, ca
             for agent_id in team:
                 await chat.profile(profile(agent_id, version=version, systemPrompt=f"v{version}",
                                            rateLimits={"rpm": 1000, "tpm": None}))
-        await asyncio.sleep(2.0)
+        await wait_until(profiles_applied(worker, {a: 3 for a in team}), 60, "version 3 in force")
         sent: list[Sent] = []
         await send_at_rate(chat, conversation_traffic(team, 2, 1000, seed=1), 300, sent)
         await chat.wait_replies([m.message_id for m in sent], timeout=120)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.conftest import make_cluster
 from tests.fakes.openai_server import FakeOpenAI, ServerThread
-from tests.integration.harness import Chat, message, profile
+from tests.integration.harness import Chat, message, profile, profiles_applied, wait_until
 
 WINDOW = 3.0
 
@@ -47,7 +47,7 @@ async def chat(gateway):
 async def test_profile_then_message_gets_ok_reply_and_billing(chat, gateway):
     await chat.profile(profile("a-basic", systemPrompt="be nice"))
     msg = message("a-basic", content="one two three")
-    await asyncio.sleep(0.5)
+    await wait_until(profiles_applied(gateway.workers[0], {"a-basic": 1}), 30, "profile a-basic in force")
     await chat.message(msg)
     replies = await chat.wait_replies([msg["messageId"]])
     reply = replies[msg["messageId"]][0]
@@ -63,11 +63,13 @@ async def test_profile_then_message_gets_ok_reply_and_billing(chat, gateway):
     assert status == 200 and body["version"] == 1 and body["system_prompt"] == "be nice"
 
 
-async def test_message_before_profile_is_parked_and_answered_in_order(chat):
+async def test_message_before_profile_is_parked_and_answered_in_order(chat, gateway):
     first, second = message("a-late", content="first"), message("a-late", content="second")
     await chat.message(first)
     await chat.message(second)
-    await asyncio.sleep(1.0)
+    await wait_until(lambda: gateway.workers[0].get("/health")[1]["pending_messages"] >= 2, 30,
+                     "both messages taken in by the worker")
+    await asyncio.sleep(1.0)  # a negative check: for a while (under the 4 s profile wait) no reply comes
     assert not chat.replies_by_message().get(first["messageId"])
     await chat.profile(profile("a-late", version=3))
     replies = await chat.wait_replies([first["messageId"], second["messageId"]])
@@ -104,8 +106,10 @@ async def test_disabled_and_deleted_agents(chat, gateway):
     assert reply["status"] == "agent_unavailable" and reply["error"]["code"] == "agent_disabled"
     await chat.send("profile_deleted", {"agentId": "a-off", "version": 2}, key=b"a-off")
     await chat.wait_for(lambda: gateway.workers[0].get("/agents/a-off")[0] == 404, what="profile deleted")
+    stale_before = gateway.workers[0].get("/health")[1]["counters"].get("profiles_stale", 0)
     await chat.profile(profile("a-off", version=1))  # older than the delete: stays deleted
-    await asyncio.sleep(1)
+    await chat.wait_for(lambda: gateway.workers[0].get("/health")[1]["counters"].get("profiles_stale", 0)
+                        > stale_before, what="the older update seen and refused as stale")
     status, body = gateway.workers[0].get("/agents/a-off")
     assert status == 404 and body["error"]["code"] == "agent_not_found"
 
@@ -123,7 +127,9 @@ async def test_rpm_limit_defers_without_delaying_another_agent_on_the_same_parti
     limited, free = same_partition_agents(gateway.deployment, "a-rpm")
     await chat.profile(profile(limited, rateLimits={"rpm": 2, "tpm": None}))
     await chat.profile(profile(free))
-    # Start just after a window boundary so that the first two fit in one window.
+    await wait_until(profiles_applied(gateway.workers[0], {limited: 1, free: 1}), 30, "both profiles in force")
+    # Start just after a window boundary so that the first two fit in one window (pacing, not a wait
+    # for a condition: the windows are on the wall clock).
     await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.05)
     # One room: one input partition, so the gateway sees the burst in the order it was sent.
     burst = [message(limited, room_id="r-burst", content=f"limited {i}") for i in range(5)]
@@ -236,7 +242,8 @@ async def test_retriable_failures_are_retried_and_permanent_ones_dead_lettered(c
     dead = next(d for _, d in chat.seen["dlq"] if d.get("message_id") == down["messageId"])
     assert dead["attempts"] == 3 and dead["error_code"] == "provider_unavailable"
     assert [h["status"] for h in dead["attempt_history"]] == [502, 502, 502]
-    await asyncio.sleep(1)
+    await chat.wait_for(lambda: chat.billing_of(flaky["messageId"]), what="billing of the answered message")
+    await asyncio.sleep(1)  # a negative check: for a while no billing of the failed message comes
     assert not any(b["message_id"] == down["messageId"] for _, b in chat.seen["billing"])
 
 

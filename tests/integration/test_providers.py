@@ -16,7 +16,7 @@ from tests.fakes.base import ServerThread
 from tests.fakes.cohere_server import FakeCohere
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import make_cluster
-from tests.integration.harness import Chat, message, profile
+from tests.integration.harness import Chat, message, profile, profiles_applied, wait_until
 
 PROVIDERS = ["openai", "azure", "local", "anthropic", "cohere"]
 PREFIX = {"openai": "fake-openai says:", "azure": "fake-azure says:", "local": "fake-openai says:",
@@ -161,7 +161,10 @@ async def test_fault_matrix(chat, capsys):
             assert reply["attempts"] == expected_attempts(kind, fault), (name, fault, reply)
     await chat.wait_for(lambda: all(chat.dlq_of(m["messageId"]) for m, c in zip(sent, cases) if c[3] == "permanent"),
                         what="DLQ records of the permanent failures")
-    await asyncio.sleep(1.0)  # billing of answered messages is sent right after their replies
+    await chat.wait_for(lambda: all(chat.billing_of(m["messageId"]) for m, c in zip(sent, cases) if c[3] == "once"),
+                        what="billing of the answered messages")
+    # A negative check: for a while no billing of a failed message, nor a second one of an answered one, comes.
+    await asyncio.sleep(1.0)
     for (name, stream, fault, kind), msg in zip(cases, sent):
         if kind == "permanent":
             dead = chat.dlq_of(msg["messageId"])[0]
@@ -209,7 +212,7 @@ async def test_429_storm_on_one_provider_does_not_delay_an_agent_on_another(chat
         calm = agent("calm")  # same partition: the same worker loop serves both
     await chat.profile(profile(stormy, provider="openai", model="storm-model"))
     await chat.profile(profile(calm, provider="cohere", model="command-r-08-2024"))
-    await asyncio.sleep(0.5)
+    await wait_until(profiles_applied(gateway.workers[0], {stormy: 1, calm: 1}), 30, "both profiles in force")
     storm = [message(stormy, room_id=f"r{i}", content=f"FAULT:429 storm {i}") for i in range(20)]
     quiet = [message(calm, room_id=f"r{i}", content=f"calm {i}") for i in range(10)]
     for msg in storm:

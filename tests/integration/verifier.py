@@ -1,6 +1,6 @@
 """The fault suite's verifier: given the messages a run sent and everything the gateway wrote, count what
 was lost, duplicated, misbilled, reordered or dead-lettered without what a replay needs. Pure: it works
-on plain dicts, so its own rules are unit-tested (tests/unit/test_verifier.py)."""
+on plain dicts, so its own rules are unit-tested (tests/unit/testing_tools/test_verifier.py)."""
 
 from __future__ import annotations
 

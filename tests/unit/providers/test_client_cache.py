@@ -55,15 +55,16 @@ async def test_a_failed_build_is_tried_again_by_the_next_call():
 
 async def test_a_cancelled_caller_does_not_cancel_the_build_others_wait_for():
     cache: ClientCache[Client] = ClientCache(close)
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def create() -> Client:
+        started.set()
         release.wait(5)
         return Client("a")
 
     first = asyncio.create_task(cache.get("a", create))
     second = asyncio.create_task(cache.get("a", create))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(started.wait, 5)  # both callers now wait on the one build, in its thread
     first.cancel()
     release.set()
     assert (await second).name == "a"
@@ -83,14 +84,15 @@ async def test_past_the_bound_a_new_endpoint_is_refused():
 async def test_aclose_closes_every_client_including_one_still_being_built():
     cache: ClientCache[Client] = ClientCache(close)
     ready = await cache.get("a", lambda: Client("a"))
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def slow() -> Client:
+        started.set()
         release.wait(5)
         return Client("b")
 
     building = asyncio.create_task(cache.get("b", slow))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(started.wait, 5)  # the build is under way in its thread
     release.set()
     await cache.aclose()
     assert ready.closed and (await building).closed and len(cache) == 0

@@ -12,7 +12,7 @@ import pytest
 from gateway_app.contract.events import ErrorCode
 from gateway_app.providers import registry
 from gateway_app.providers.base import ProviderError
-from gateway_app.providers.registry import ProviderPool
+from gateway_app.providers.registry import ProviderPool, is_known
 
 WORKING = """
     import time
@@ -96,3 +96,9 @@ async def test_a_missing_class_or_unknown_name_is_not_configured(monkeypatch):
     with pytest.raises(ProviderError) as caught:
         pool.get("nobody")
     assert caught.value.code == ErrorCode.PROVIDER_NOT_CONFIGURED and "'nobody'" in str(caught.value)
+
+
+def test_registry_creates_each_provider_once():
+    pool = ProviderPool()
+    assert pool.get("echo") is pool.get("echo")
+    assert is_known("openai") and not is_known("gpt")
