@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
 from gateway_app.contract.events import ErrorCode
+from gateway_app.errors import GatewayError
 
 
 @dataclass(frozen=True)
@@ -96,15 +97,15 @@ class TextDelta:
 StreamEvent = TextDelta | ChatResult
 
 
-class ProviderError(Exception):
-    """A failed call, classified once by the adapter that saw the foreign exception."""
+class ProviderError(GatewayError):
+    """A failed call, classified once by the adapter that saw the foreign exception. `status` is the
+    provider's HTTP status, if it answered with one (the reply status is `error`)."""
 
     def __init__(
         self, code: ErrorCode, message: str, *, retriable: bool, status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
         self.retriable = retriable
         self.status = status
         self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After), if any

@@ -67,7 +67,7 @@ class FailureOutputs:
 
     async def publish(self, ctx: MessageContext, error: GatewayError) -> None:
         settle(ctx, self.services.stores)
-        reply = records.failed_reply(ctx.message, ctx.profile, status=error.status, code=error.code,
+        reply = records.failed_reply(ctx.message, ctx.profile, status=error.reply_status, code=error.code,
                                      reason=error.reason, latency_ms=ctx.latency_ms(),
                                      attempts=ctx.attempts, notes=ctx.notes)
         outcome = self.outputs.outcome(ctx, encode(reply))
