@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 
 .PHONY: run demo test unit bench kafka-jars clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml examples/gateway-plugin-example/pyproject.toml tests/plugin_fixtures/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e examples/gateway-plugin-example -e tests/plugin_fixtures
 	touch $@
 
 # Start local Kafka (unless GATEWAY_BROKER_URL is reachable) and a worker, publish a demo, show the reply.

@@ -76,9 +76,13 @@ def _distribution(point: EntryPoint) -> str | None:
 
 def discover(points_of=entry_points) -> Plugins:
     plugins = Plugins()
-    for point in sorted(points_of(group=PROVIDER_GROUP), key=lambda p: p.name):
-        plugins.listing.append(_register_provider(point))
-    for point in sorted(points_of(group=STAGE_GROUP), key=lambda p: p.name):
+    providers, stages = _unambiguous(points_of(group=PROVIDER_GROUP)), _unambiguous(points_of(group=STAGE_GROUP))
+    for point, clash in providers:
+        plugins.listing.append(_refused(PROVIDER_GROUP, point, clash) if clash else _register_provider(point))
+    for point, clash in stages:
+        if clash:
+            plugins.listing.append(_refused(STAGE_GROUP, point, clash))
+            continue
         info, spec = _load_stage(point)
         plugins.listing.append(info)
         if spec is not None:
@@ -89,6 +93,29 @@ def discover(points_of=entry_points) -> Plugins:
         else:
             log.info("plugin.found group=%s name=%s target=%s", info.group, info.name, info.target)
     return plugins
+
+
+def _unambiguous(points: Iterable[EntryPoint]) -> list[tuple[EntryPoint, str | None]]:
+    """Entry points by name, each with why it is refused: two packages giving one name would make the
+    choice depend on install order, so neither is used (a profile naming it is refused at intake)."""
+    points = sorted(points, key=lambda p: (p.name, p.value))
+    by_name: dict[str, list[EntryPoint]] = {}
+    for point in points:
+        by_name.setdefault(point.name, []).append(point)
+    result = []
+    for point in points:
+        twins = by_name[point.name]
+        clash = None
+        if len(twins) > 1:
+            clash = "name also registered by " + ", ".join(
+                f"{t.value} ({_distribution(t)})" for t in twins if t is not point) + "; neither is used"
+        result.append((point, clash))
+    return result
+
+
+def _refused(group: str, point: EntryPoint, error: str) -> PluginInfo:
+    return PluginInfo(group=group, name=point.name, target=point.value, distribution=_distribution(point),
+                      loaded=False, error=error)
 
 
 def _register_provider(point: EntryPoint) -> PluginInfo:
