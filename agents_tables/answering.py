@@ -27,5 +27,5 @@ def register(app: faust.App, dispatcher: Dispatcher, topics: GatewayTopics) -> N
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
-        cancelled = dispatcher.reset()
+        cancelled = await dispatcher.reset()
         log.info("rebalance.revoked partitions=%d cancelled_jobs=%d", len(revoked), cancelled)

@@ -1,29 +1,69 @@
-"""Outcome rows: the reply and billing events already produced for a message, and which messages each
-partition remembers (bounded: the oldest are forgotten first).
+"""Outcome rows: the reply and billing events a message got, and which messages each partition
+remembers (bounded: the oldest are forgotten first).
 
-A row is the records' bytes as sent, joined by newlines (JSON never contains a raw one): the reply
-first, then one billing event per provider answer that used tokens. A redelivered message is answered
-with exactly the same bytes, and the row costs no JSON round trip.
+A row is written only after the broker acknowledged every record in it, so its presence (locally or
+restored from its changelog) proves they exist: a redelivery of the same input is acked without
+publishing again. The row says which input it answered (`origin`: topic/partition/offset of the input
+record) and whether it was an answer (ok or blocked) or a failure, so that a *replay* of the message
+(the same message id at another input offset) gets the same answer again, or, if it had failed, is tried
+again.
+
+Bytes: an optional header line `#<topic>/<partition>/<offset> <answered|failed>`, then the records as
+sent, joined by newlines (JSON never contains a raw one): the reply first, then one billing event per
+provider answer that used tokens. Rows without a header were written before the header existed (and
+before the send, so they prove nothing): they are re-sent as they are.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from enum import Enum
 from typing import Any, Hashable, NamedTuple
 
 
 class Outcome(NamedTuple):
     reply: bytes
     billing: tuple[bytes, ...] = ()
+    origin: str | None = None   # "topic/partition/offset" of the input it answered; None in old rows
+    answered: bool = True       # False: an error reply (the message failed; a replay tries again)
+
+
+def origin_key(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}/{partition}/{offset}"
 
 
 def encode(outcome: Outcome) -> bytes:
-    return b"\n".join((outcome.reply, *outcome.billing))
+    lines = [outcome.reply, *outcome.billing]
+    if outcome.origin is not None:
+        kind = b"answered" if outcome.answered else b"failed"
+        lines.insert(0, b"#" + outcome.origin.encode() + b" " + kind)
+    return b"\n".join(lines)
 
 
 def decode(row: bytes) -> Outcome:
-    reply, *billing = row.split(b"\n")
-    return Outcome(reply, tuple(b for b in billing if b))
+    lines = row.split(b"\n")
+    origin, answered = None, True
+    if lines[0].startswith(b"#"):
+        where, _, kind = lines.pop(0)[1:].decode().rpartition(" ")
+        origin, answered = where, kind == "answered"
+    reply, *billing = lines
+    return Outcome(reply, tuple(b for b in billing if b), origin, answered)
+
+
+class Redelivery(Enum):
+    """What a message whose id has an outcome row needs."""
+
+    ABSORB = "absorb"   # the same input again (a redelivery, a re-forward): its outputs exist; ack only
+    RESEND = "resend"   # a replay of an answered message, or an old row: the same bytes again, no call
+    RUN = "run"         # a replay of a message that had failed: try again
+
+
+def redelivery(remembered: Outcome, origin: str) -> Redelivery:
+    if remembered.origin is None:
+        return Redelivery.RESEND  # written before its records were sent: it proves nothing
+    if remembered.origin == origin:
+        return Redelivery.ABSORB
+    return Redelivery.RESEND if remembered.answered else Redelivery.RUN
 
 
 class RecentKeys:

@@ -30,6 +30,7 @@ class Deployment:
     name: str
     partitions: int = 4
     env: dict[str, str] = field(default_factory=dict)
+    static_membership: bool = False  # each worker gets GATEWAY_INSTANCE_ID = <name>-<index>
 
     def topic(self, key: str) -> str:
         return f"{self.name}.{key}"
@@ -59,6 +60,7 @@ class Deployment:
 class Worker:
     def __init__(self, deployment: Deployment, tmp: Path, index: int) -> None:
         self.deployment = deployment
+        self.index = index
         self.data_dir = tmp / f"worker-{index}"
         self.log_path = tmp / f"worker-{index}.log"
         self.web_port = free_port()
@@ -66,6 +68,8 @@ class Worker:
 
     def start(self) -> "Worker":
         env = {**os.environ, **self.deployment.environment(), "GATEWAY_WEB_PORT": str(self.web_port)}
+        if self.deployment.static_membership:
+            env["GATEWAY_INSTANCE_ID"] = f"{self.deployment.name}-{self.index}"
         cmd = [sys.executable, "-m", "gateway_app.cli", "worker", "--data-dir", str(self.data_dir),
                "--web-port", str(self.web_port), "-l", "info"]
         log = open(self.log_path, "ab")

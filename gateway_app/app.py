@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 import faust
 import mode
@@ -26,6 +29,8 @@ from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics, declare_outputs, define_topics
 from gateway_app.web import views
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Gateway:
@@ -37,8 +42,20 @@ class Gateway:
     dispatcher: Dispatcher
 
 
+class GatewayApp(faust.App):
+    """faust's app with one more step when it stops: `before_stop` (the dispatcher's drain) runs while
+    the consumer, producer and tables still work, so a graceful stop finishes what it started."""
+
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
+
+
 def faust_app(settings: Settings) -> faust.App:
-    app = faust.App(
+    app = GatewayApp(
         settings.app_id,
         broker=settings.broker_url,
         store="rocksdb://",
@@ -57,6 +74,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval_seconds,
         broker_session_timeout=settings.broker_session_timeout_seconds,
         broker_rebalance_timeout=settings.rebalance_timeout_seconds,
+        consumer_group_instance_id=settings.instance_id,
         consumer_auto_offset_reset="earliest",
         consumer_metadata_max_age_ms=int(settings.metadata_max_age_seconds * 1000),
         producer_acks=-1,
@@ -69,8 +87,20 @@ def faust_app(settings: Settings) -> faust.App:
     return app
 
 
-COUNTERS = ("answered", "rejected", "blocked", "redelivered", "profiles_applied", "profiles_stale",
+COUNTERS = ("answered", "rejected", "blocked", "redelivered", "absorbed", "profiles_applied", "profiles_stale",
             "stages_failed_open")
+
+
+async def graceful_stop(app: faust.App, dispatcher: Dispatcher, grace_seconds: float) -> None:
+    """Stop reading, let the messages in progress finish (bounded), and commit what is done: a graceful
+    restart then redelivers nothing that was answered (and what is redelivered anyway is absorbed)."""
+    started = time.monotonic()
+    if app.consumer is not None:
+        app.consumer.stop_flow()
+    finished, cancelled = await dispatcher.drain(grace_seconds)
+    committed = await app.consumer.commit() if app.consumer is not None else False
+    log.info("worker.drained finished=%d cancelled=%d committed=%s seconds=%.2f", finished, cancelled,
+             bool(committed), time.monotonic() - started)
 
 
 def build_services(settings: Settings, tables: GatewayTables, publisher: Publisher, providers: ProviderPool,
@@ -94,6 +124,7 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     intake.register(app, InputForwarder(settings, publisher, is_known, plugins.check_stage), topics)
     answering.register(app, dispatcher, topics)
     views.register(app, settings, topics, services, dispatcher)
+    app.before_stop = lambda: graceful_stop(app, dispatcher, settings.shutdown_grace_seconds)
 
     @app.task
     async def declare_output_topics() -> None:

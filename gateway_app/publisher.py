@@ -1,9 +1,13 @@
 """Sends output events. Sends are buffered by the producer, which faust flushes before every commit,
-so anything sent before an input is acked is durable once that input's offset is committed."""
+so anything sent before an input is acked is durable once that input's offset is committed. Each send
+returns its delivery: awaiting it waits for the broker's acknowledgement (the pipeline does, before it
+records a message's outcome)."""
 
 from __future__ import annotations
 
 import logging
+
+from typing import Awaitable
 
 from faust.types import ProducerT
 from pydantic import BaseModel
@@ -27,31 +31,35 @@ class Publisher:
         self.names = {name: getattr(topics, name).get_topic_name()
                       for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq")}
 
-    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
-        await self.producer.send(self.names[topic], key, value, partition=None, timestamp=None, headers=None)
+    async def _send(self, topic: str, key: bytes, value: bytes) -> Awaitable:
+        return await self.producer.send(self.names[topic], key, value, partition=None, timestamp=None, headers=None)
 
-    async def forward(self, agent_id: str, value: bytes) -> None:
-        await self._send("agent_events", agent_id.encode(), value)
+    async def forward(self, agent_id: str, value: bytes) -> Awaitable:
+        return await self._send("agent_events", agent_id.encode(), value)
 
-    async def reply(self, reply: MessageReply) -> None:
-        await self.send_reply_bytes(reply.room_id, encode(reply))
+    async def reply(self, reply: MessageReply) -> Awaitable:
+        return await self.send_reply_bytes(reply.room_id, encode(reply))
 
-    async def send_reply_bytes(self, room_id: str, value: bytes) -> None:
-        await self._send("replies", room_id.encode(), value)
+    async def send_reply_bytes(self, room_id: str, value: bytes) -> Awaitable:
+        return await self._send("replies", room_id.encode(), value)
 
-    async def reply_chunk(self, chunk: ReplyChunk) -> None:
+    async def reply_chunk(self, chunk: ReplyChunk) -> Awaitable:
         # Keyed like the reply: all chunks of a message, and its reply, stay in one partition, in order.
-        await self._send("reply_chunks", chunk.room_id.encode(), encode(chunk))
+        return await self._send("reply_chunks", chunk.room_id.encode(), encode(chunk))
 
-    async def billing(self, event: BillingEvent) -> None:
-        await self.send_billing_bytes(event.agent_id, encode(event))
+    async def billing(self, event: BillingEvent) -> Awaitable:
+        return await self.send_billing_bytes(event.agent_id, encode(event))
 
-    async def send_billing_bytes(self, agent_id: str, value: bytes) -> None:
-        await self._send("billing", agent_id.encode(), value)
+    async def send_billing_bytes(self, agent_id: str, value: bytes) -> Awaitable:
+        return await self._send("billing", agent_id.encode(), value)
 
-    async def dead_letter(self, record: DeadLetter) -> None:
+    async def dead_letter(self, record: DeadLetter) -> Awaitable:
         log.warning(
             "dlq.write code=%s source=%s/%s/%s reason=%s",
             record.error_code, record.source_topic, record.source_partition, record.source_offset, record.reason,
         )
-        await self._send("dlq", (record.agent_id or record.source_topic).encode(), encode(record))
+        return await self._send("dlq", (record.agent_id or record.source_topic).encode(), encode(record))
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged (or failed)."""
+        await self.producer.flush()

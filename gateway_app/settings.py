@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     # at once, one creating the topics): until then that topic's partitions are assigned to nobody.
     metadata_max_age_seconds: float = Field(10.0, gt=0)
     rebalance_timeout_seconds: float = Field(120.0, gt=0)
+    # Static group membership (Kafka's group.instance.id): a stable name per worker, e.g. a StatefulSet's
+    # pod name. A worker that comes back within the session timeout takes back its own partitions without
+    # a group-wide rebalance; a dead one's partitions wait for the session timeout. Unset: dynamic.
+    instance_id: str | None = Field(None, min_length=1, max_length=249)
+    # A graceful stop (SIGTERM) lets messages past admission finish for at most this long, then commits.
+    # Keep it below the orchestrator's kill timeout (Kubernetes: terminationGracePeriodSeconds, 30 s).
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
     rocksdb_block_cache_mb: int = Field(8, ge=1)
     web_tables_enabled: bool = False
 

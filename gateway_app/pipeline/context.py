@@ -59,6 +59,10 @@ class MessageContext:
     # What non-passing stages did (for the reply), and how long each stage took (ms).
     notes: list[StageNote] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # Where the message is: the stage running now, and whether its outputs are on their way (from then
+    # on a rebalance lets it finish instead of cancelling it).
+    stage: str | None = None
+    publishing: bool = False
 
     @property
     def message(self) -> MessageCreated:

@@ -2,22 +2,29 @@
 on a provider.
 
 - profile records update the table at once (their place in the stream is exact);
-- a message already answered (a redelivery) gets its remembered outcome again, no provider call;
+- a message whose outcome is recorded is absorbed (the same input again: its outputs exist, it is only
+  acked), answered with the same bytes (a replay of an answered message) or run again (a replay of a
+  failed one), by the rule of `agents_tables.outcomes.redelivery`;
 - any other message takes its agent's turn now (arrival order) and runs the pipeline in a task of its
   own, created while faust's current event is that message, so its table writes go to the message's
   own partition (the agent's partition);
 - when the pipeline has sent the message's outputs, its ack slot is marked done and the acker acks in
   offset order. A cancelled task (rebalance) acks nothing: Kafka redelivers it.
+
+A rebalance (`reset`) lets messages that are publishing finish first, then cancels the rest; a graceful
+stop (`drain`) also lets every message that got past admission finish, within a bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from pydantic import ValidationError
 
+from agents_tables.outcomes import Redelivery, origin_key, redelivery
 from gateway_app.contract.events import ErrorCode, ReplyStatus
 from gateway_app.contract.internal import MessageRecord, decode_agent_event
 from gateway_app.errors import Rejected
@@ -25,9 +32,11 @@ from gateway_app.pipeline.acker import InOrderAcker
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.pipeline import Pipeline
 from gateway_app.pipeline.stage import Services
-from gateway_app.pipeline.stages.outputs import send_outcome
+from gateway_app.pipeline.stages.outputs import resend
 
 log = logging.getLogger(__name__)
+PUBLISH_FINISH_SECONDS = 10.0  # a message publishing when a rebalance comes gets this long to finish
+UNWIND_SECONDS = 1.0  # cancelled messages get this long to run their `finally` blocks
 
 
 class Dispatcher:
@@ -42,8 +51,11 @@ class Dispatcher:
         self._capacity_freed = asyncio.Event()  # set whenever a message finishes: the loop may read more
         self.counters = services.counters
         self.resets = 0  # rebalances seen; events that waited across one are dropped
+        self.draining = False  # a graceful stop is under way: nothing new starts
 
     async def on_event(self, event: Any) -> None:
+        if self.draining:
+            return  # stopping: neither processed nor acked, the next owner reads it from the commit
         partition = event.message.partition
         try:
             record = decode_agent_event(event.value)
@@ -76,8 +88,13 @@ class Dispatcher:
         message = record.payload
         ctx = MessageContext(record, partition, slot, profile=self.stores.profiles.live(message.agent_id))
         remembered = self.stores.outcomes.get(message.message_id)
-        if remembered is not None:
-            coro = self._replay(ctx, remembered)
+        decision = None if remembered is None else redelivery(
+            remembered, origin_key(record.origin.topic, record.origin.partition, record.origin.offset))
+        if decision is Redelivery.ABSORB:
+            self._absorb(ctx)
+            return
+        if decision is Redelivery.RESEND:
+            coro = self._finish(ctx, resend(self.services, ctx, remembered))
         elif self.turns.backlog(message.agent_id) >= self.settings.agent_backlog_max:
             reason = f"agent backlog is full ({self.settings.agent_backlog_max} messages waiting)"
             error = Rejected(ReplyStatus.RATE_LIMITED, ErrorCode.BACKLOG_FULL, reason)
@@ -93,12 +110,12 @@ class Dispatcher:
         await work
         self._done(ctx)
 
-    async def _replay(self, ctx: MessageContext, outcome) -> None:
-        """A redelivered, already-answered message: the same bytes again, no provider call."""
-        self.counters["redelivered"] += 1
-        log.info("flow.redelivered message=%s", ctx.message.message_id)
-        await send_outcome(self.services.publisher, ctx, outcome)
-        self._done(ctx)
+    def _absorb(self, ctx: MessageContext) -> None:
+        """The same input again, its outputs durable (the outcome row proves it): ack, publish nothing."""
+        self.counters["absorbed"] += 1
+        log.info("flow.absorbed message=%s partition=%s offset=%s", ctx.message.message_id, ctx.partition,
+                 ctx.slot.event.message.offset)
+        self.acker.done(ctx.partition, ctx.slot)
 
     def _done(self, ctx: MessageContext) -> None:
         self.in_progress.discard(ctx)
@@ -111,20 +128,46 @@ class Dispatcher:
             self._capacity_freed.clear()
             await self._capacity_freed.wait()
 
-    def reset(self) -> int:
-        """Cancel all work (a rebalance revoked our partitions): unacked messages are redelivered."""
+    async def reset(self, finish_seconds: float = PUBLISH_FINISH_SECONDS) -> int:
+        """A rebalance revoked our partitions: unacked messages are redelivered from the committed offset.
+        Messages already publishing finish first (bounded): cut between their send and their outcome row,
+        they would be answered twice. Returns how many messages were cancelled."""
         self.resets += 1
-        cancelled = 0
-        for ctx in list(self.in_progress):
-            if ctx.task is not None and not ctx.task.done():
-                ctx.task.cancel()
-                cancelled += 1
+        self.acker.forget_all()  # nothing of the old assignment is acked any more (faust dropped its acks)
+        running = [ctx for ctx in self.in_progress if ctx.task is not None and not ctx.task.done()]
+        publishing = [ctx.task for ctx in running if ctx.publishing]
+        cancelled = [ctx.task for ctx in running if not ctx.publishing]
+        for task in cancelled:
+            task.cancel()
+        if publishing:
+            _, late = await asyncio.wait(publishing, timeout=finish_seconds)
+            for task in late:
+                task.cancel()
+            cancelled += late
+            await self.services.publisher.flush()  # their outcome rows reach the changelog before the next owner reads it
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=UNWIND_SECONDS)  # let them unwind (give back their turns)
         self.in_progress.clear()
         self.turns.reset()
         self._capacity_freed.set()
-        self.acker.forget_all()
         self.stores.forget_local_state()
-        return cancelled
+        return len(cancelled)
+
+    async def drain(self, grace_seconds: float) -> tuple[int, int]:
+        """A graceful stop: read nothing more, let every message past admission finish (within the grace),
+        then cancel the rest (they sent nothing yet: the next owner answers them once). Returns (finished,
+        cancelled). Messages parked in admission (a profile or a rate window to wait for) do not hold it."""
+        self.draining = True
+        deadline = time.monotonic() + grace_seconds
+        finished = 0
+        while engaged := [c.task for c in self.in_progress
+                          if c.stage not in (None, "admission") and c.task is not None and not c.task.done()]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            done, _ = await asyncio.wait(engaged, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finished += len(done)
+        return finished, await self.reset()
 
     def backlog(self, agent_id: str) -> int:
         return self.turns.backlog(agent_id)

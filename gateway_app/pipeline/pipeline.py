@@ -1,12 +1,13 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
-    admission -> conversation turn -> prompt -> pre-call checks -> provider call -> post-call checks
-              -> settle usage -> outputs                       (then the dispatcher acks, in offset order)
+    admission -> conversation turn -> dedupe -> prompt -> pre-call checks -> provider call
+              -> post-call checks -> settle usage -> outputs   (then the dispatcher acks, in offset order)
 
 Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
 `MessageContext`. A stage that raises a `GatewayError` ends the message: `FailureOutputs` sends its
-reply (and DLQ record). A new capability is a new stage in `build_stages` or a plugin stage at one of
-the check positions, not more lines in an existing one.
+reply (and DLQ record); a stage that raises `Finished` ends it quietly (a copy was already answered).
+A new capability is a new stage in `build_stages` or a plugin stage at one of the check positions, not
+more lines in an existing one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Sequence
 from gateway_app.contract.events import ErrorCode
 from gateway_app.errors import GatewayError
 from gateway_app.pipeline.context import MessageContext
-from gateway_app.pipeline.stage import Services, Stage
+from gateway_app.pipeline.stage import Finished, Services, Stage
 from gateway_app.pipeline.stages.admission import Admission, ConversationTurn, SettleUsage
 from gateway_app.pipeline.stages.checks import PostCallChecks, PreCallChecks
+from gateway_app.pipeline.stages.dedupe import Dedupe
 from gateway_app.pipeline.stages.outputs import FailureOutputs, Outputs
 from gateway_app.pipeline.stages.prompt import Prompt
 from gateway_app.pipeline.stages.provider_call import ProviderCall
@@ -33,6 +35,7 @@ def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
     stages: list[Stage] = [
         Admission(services),
         ConversationTurn(services),
+        Dedupe(services),
         Prompt(services),
         PreCallChecks(services),
         call,
@@ -57,9 +60,11 @@ class Pipeline:
         """Every stage in order, or the failure outputs; a cancellation (rebalance) passes through."""
         try:
             for stage in self.stages:
-                started = time.monotonic()
+                started, ctx.stage = time.monotonic(), stage.name
                 await stage.run(ctx)
                 ctx.timings[stage.name] = (time.monotonic() - started) * 1000
+        except Finished:
+            pass
         except GatewayError as error:
             await self.failures.publish(ctx, error)
         except Exception as exc:  # a bug must not lose the message: answer with an error and dead-letter it

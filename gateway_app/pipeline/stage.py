@@ -15,6 +15,15 @@ from gateway_app.settings import Settings
 from agents_tables.tables import Stores
 
 
+class Finished(Exception):
+    """Raised by a stage that found the message needs nothing more (e.g. a copy of it was answered while
+    it waited for its turn): the pipeline stops there, and the message is acked. Not an error."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
+
+
 class Stage(Protocol):
     """One step of a message's way from admitted to published. `run` either returns (the next stage
     runs) or raises a `GatewayError` (the message gets its error reply); it may wait, but must never

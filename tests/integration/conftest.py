@@ -40,9 +40,11 @@ class Cluster:
             worker.stop()
 
 
-def make_cluster(kafka: KafkaBroker, tmp: Path, partitions: int = 4, **env: str) -> Cluster:
+def make_cluster(kafka: KafkaBroker, tmp: Path, partitions: int = 4, static_membership: bool = False,
+                 **env: str) -> Cluster:
     name = f"gw-{uuid.uuid4().hex[:8]}"
-    return Cluster(Deployment(kafka.bootstrap, name, partitions=partitions, env=env), tmp)
+    return Cluster(Deployment(kafka.bootstrap, name, partitions=partitions, env=env,
+                              static_membership=static_membership), tmp)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -57,8 +59,8 @@ def pytest_runtest_makereport(item, call):
 def cluster_factory(kafka, tmp_path, request):
     clusters: list[Cluster] = []
 
-    def factory(partitions: int = 4, **env: str) -> Cluster:
-        cluster = make_cluster(kafka, tmp_path, partitions, **env)
+    def factory(partitions: int = 4, static_membership: bool = False, **env: str) -> Cluster:
+        cluster = make_cluster(kafka, tmp_path, partitions, static_membership, **env)
         clusters.append(cluster)
         return cluster
 

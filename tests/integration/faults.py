@@ -136,3 +136,34 @@ def _explain_order(sent: list[Sent], replies: list[dict], violator: str) -> None
             position = by_id.get(reply["message_id"], ("?",))[0]
             print(f"    sent #{position} {reply['message_id'][-8:]} created {reply['created_at']} "
                   f"latency {reply['latency_ms']} ms attempts {reply['attempts']}")
+
+
+@dataclass
+class WorkerLogFigures:
+    """What the workers' own logs say about redeliveries (logs are appended across restarts)."""
+
+    republished: int = 0      # `flow.redelivered`: a remembered outcome sent again
+    absorbed: int = 0         # `flow.absorbed`: a redelivery whose outputs were durable, acked silently
+    rebalances: int = 0       # `rebalance.revoked` lines of workers that held partitions, over all workers
+    cancelled_jobs: int = 0   # messages in flight that those rebalances cancelled
+
+    @staticmethod
+    def mark(workers) -> dict:
+        """Where each worker's log stands now: `read(workers, since=mark)` counts only what came after."""
+        return {w.log_path: len(w.log_path.read_text(errors="replace").splitlines()) for w in workers}
+
+    @classmethod
+    def read(cls, workers, since: dict | None = None) -> "WorkerLogFigures":
+        figures = cls()
+        for path in {w.log_path for w in workers}:
+            for line in path.read_text(errors="replace").splitlines()[(since or {}).get(path, 0):]:
+                figures.republished += "flow.redelivered" in line
+                figures.absorbed += "flow.absorbed" in line
+                if "rebalance.revoked" in line and "partitions=0 " not in line:  # not a start's empty revoke
+                    figures.rebalances += 1
+                    figures.cancelled_jobs += int(line.rsplit("cancelled_jobs=", 1)[-1].split()[0])
+        return figures
+
+    def line(self) -> str:
+        return (f"workers' logs: {self.republished} outcomes re-published, {self.absorbed} redeliveries absorbed, "
+                f"{self.rebalances} revokes cancelling {self.cancelled_jobs} messages in flight")

@@ -108,4 +108,5 @@ async def test_sigkill_mid_stream_loses_nothing(cluster_factory):
     report("sigkill", messages=len(sent), answered_before_kill=answered_before_kill, duplicates=duplicates,
            billing_duplicates=sum(bills.values()) - len(bills), ready_cold_s=round(ready_cold, 1),
            ready_after_kill_s=round(ready_after_kill, 1), all_answered_after_kill_s=round(recovered_s, 1),
+           absorbed_without_call=restarted.log_path.read_text().count("flow.absorbed"),
            republished_without_call=restarted.log_path.read_text().count("flow.redelivered"))

@@ -9,6 +9,7 @@ import asyncio
 import json
 import random
 import shutil
+import time
 import uuid
 from collections import Counter
 
@@ -22,6 +23,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import Cluster, make_cluster
 from tests.integration.faults import (
     UncommittedSampler,
+    WorkerLogFigures,
     conversation_traffic,
     say,
     send_at_rate,
@@ -52,12 +54,13 @@ def agents(prefix: str, n: int) -> list[str]:
 
 
 async def traffic_through(chat: Chat, team: list[str], disrupt) -> tuple[list[Sent], int]:
-    """2 400 messages at 150/s while `disrupt(sampler)` runs; returns what was sent and the duplicate bound."""
+    """2 400 messages at 150/s while `disrupt(sampler, sent)` runs; returns what was sent and the bound of
+    duplicates by uncommitted input."""
     sampler = UncommittedSampler(chat.d)
     sampling = asyncio.create_task(sampler.run())
     sent: list[Sent] = []
     traffic = asyncio.create_task(send_at_rate(chat, conversation_traffic(team, 5, 2400), 150, sent))
-    await disrupt(sampler)
+    await disrupt(sampler, sent)
     await traffic
     # Part of the measure, not a wait for a condition: keep sampling the uncommitted input for as long as
     # the last disruption's redeliveries may come, so that the duplicate bound covers them.
@@ -66,16 +69,21 @@ async def traffic_through(chat: Chat, team: list[str], disrupt) -> tuple[list[Se
     return sent, sampler.bound(REBALANCE_WINDOW)
 
 
-async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
-    cluster = cluster_factory()
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys, static):
+    cluster = cluster_factory(static_membership=static)
     await start(cluster, 2)
     victim = cluster.workers[1]
+    in_flight_at_kills: list[int] = []
+    kills: list[tuple[float, int]] = []  # (when, how many messages had been sent by then)
 
-    async def kill_three_times(sampler: UncommittedSampler) -> None:
+    async def kill_three_times(sampler: UncommittedSampler, sent: list[Sent]) -> None:
         for _ in range(3):
             await asyncio.sleep(3.0)  # scenario pacing: a kill every 3 s of traffic (plus the restart)
+            in_flight_at_kills.append(victim.get("/health")[1]["pending_messages"])
             sampler.disruption("kill")
             victim.kill()
+            kills.append((time.monotonic(), len(sent)))
             victim.start()  # same data dir: it recovers its tables and rejoins
             sampler.disruption("restart")
             await asyncio.to_thread(victim.wait_ready)
@@ -83,11 +91,61 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys):
     async with Chat(cluster.deployment) as chat:
         team = agents("k", 40)
         await load_profiles(chat, cluster, team)
-        sent, bound = await traffic_through(chat, team, kill_three_times)
-        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120, title="kill -9 x3, restart",
-                                         max_duplicates=bound)
-        say(capsys, f"  duplicate bound (uncommitted around the 6 disruptions): {bound}")
+        mark = WorkerLogFigures.mark(cluster.workers)
+        sent, uncommitted = await traffic_through(chat, team, kill_three_times)
+        logs = WorkerLogFigures.read(cluster.workers, since=mark)
+        # At most the messages a crash or a rebalance cut after their reply went out are answered twice:
+        # those the victim held when it died, and those the survivor's revokes cancelled.
+        in_flight = sum(in_flight_at_kills) + logs.cancelled_jobs
+        mode = "static membership" if static else "dynamic membership"
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
+                                         title=f"kill -9 x3, restart ({mode})", max_duplicates=in_flight)
+        logs = WorkerLogFigures.read(cluster.workers, since=mark)
+        say(capsys, f"  in flight at the kills: {in_flight_at_kills} in the victim + {logs.cancelled_jobs} cancelled "
+                    f"by revokes = {in_flight}; uncommitted input around the disruptions: {uncommitted}")
+        say(capsys, f"  {logs.line()}")
+        say(capsys, "  from each kill to every message sent before it answered: "
+                    + ", ".join(f"{all_answered_after(chat, sent[:n], at):.1f} s" for at, n in kills))
     assert report.ok, report.lines()
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+async def test_rolling_graceful_restart_of_both_workers_duplicates_nothing(cluster_factory, capsys, static):
+    cluster = cluster_factory(static_membership=static)
+    await start(cluster, 2)
+    stopped_in: list[float] = []
+
+    async def restart_each(sampler: UncommittedSampler, sent: list[Sent]) -> None:
+        for worker in cluster.workers:
+            await asyncio.sleep(3.0)  # scenario pacing: a restart every 3 s of traffic (plus the restart)
+            sampler.disruption("stop")
+            began = time.monotonic()
+            await asyncio.to_thread(worker.stop)  # SIGTERM: drain, commit, leave (or not, when static)
+            stopped_in.append(time.monotonic() - began)
+            worker.start()
+            sampler.disruption("start")
+            await asyncio.to_thread(worker.wait_ready)
+
+    async with Chat(cluster.deployment) as chat:
+        team = agents("g", 40)
+        await load_profiles(chat, cluster, team)
+        mark = WorkerLogFigures.mark(cluster.workers)
+        sent, uncommitted = await traffic_through(chat, team, restart_each)
+        mode = "static membership" if static else "dynamic membership"
+        report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
+                                         title=f"rolling graceful restart ({mode})", max_duplicates=0)
+        logs = WorkerLogFigures.read(cluster.workers, since=mark)
+        drained = [line.split("worker.drained ", 1)[1] for w in cluster.workers
+                   for line in w.log_path.read_text().splitlines() if "worker.drained" in line]
+        say(capsys, f"  {logs.line()}; uncommitted input around the restarts: {uncommitted}")
+        say(capsys, f"  stopped in {', '.join(f'{s:.1f} s' for s in stopped_in)}; {'; '.join(drained[:2])}")
+    assert report.ok, report.lines()
+    assert report.raw_duplicates == 0
+
+
+def all_answered_after(chat: Chat, sent: list[Sent], at: float) -> float:
+    """Seconds from `at` until the last of these messages had its first reply."""
+    return max(0.0, max((chat.arrival(m.message_id) for m in sent), default=at) - at)
 
 
 async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, capsys):
@@ -95,7 +153,7 @@ async def test_third_worker_joins_then_one_leaves_gracefully(cluster_factory, ca
     await start(cluster, 2)
     third = 0
 
-    async def join_then_leave(sampler: UncommittedSampler) -> None:
+    async def join_then_leave(sampler: UncommittedSampler, sent: list[Sent]) -> None:
         nonlocal third
         await asyncio.sleep(4.0)  # scenario pacing: the third worker joins 4 s into the traffic
         sampler.disruption("join")

@@ -39,6 +39,10 @@ class Report:
     raw_replies: int = 0
     distinct_reply_ids: int = 0
     raw_duplicates: int = 0
+    # Duplicates by what they are: the same bytes sent again (a remembered outcome re-published) or a
+    # second answer (the message was processed twice: its first run was cut after its reply went out).
+    republished: int = 0
+    reanswered: int = 0
     statuses: Counter = field(default_factory=Counter)
     billing_raw: int = 0
     billing_distinct: int = 0
@@ -57,7 +61,8 @@ class Report:
         return [
             f"sent {self.sent}, answered {self.answered}, lost {len(self.lost)}",
             f"replies {self.raw_replies} raw, {self.distinct_reply_ids} distinct reply ids, "
-            f"{self.raw_duplicates} raw duplicates; statuses {dict(self.statuses)}",
+            f"{self.raw_duplicates} raw duplicates ({self.republished} re-published outcomes, {self.reanswered} "
+            f"answered again); statuses {dict(self.statuses)}",
             f"billing {self.billing_raw} raw, {self.billing_distinct} distinct event ids; tokens billed "
             f"{self.billed_tokens} vs replied {self.replied_tokens} (input, output)",
             f"per-conversation order violations {len(self.order_violations)}",
@@ -96,6 +101,9 @@ def _first_replies(sent: list[Sent], replies: list[dict[str, Any]], report: Repo
     report.lost = sorted(wanted - set(first))
     report.distinct_reply_ids = len(reply_ids)
     report.raw_duplicates = sum(1 for r in replies if r["message_id"] in wanted) - len(first)
+    copies = [r for r in replies if r["message_id"] in first and r is not first[r["message_id"]]]
+    report.republished = sum(1 for r in copies if r == first[r["message_id"]])
+    report.reanswered = len(copies) - report.republished
     report.statuses = Counter(r["status"] for r in first.values())
     if report.lost:
         report.problems.append(f"{len(report.lost)} messages got no reply, e.g. {report.lost[:3]}")

@@ -107,8 +107,9 @@ class SettleUsage:
 
 
 def settle(ctx: MessageContext, stores) -> None:
-    """Also called on the failure path: a blocked answer used its tokens all the same."""
-    if ctx.reservation is None or not ctx.answers:
+    """Also called on the failure path (a blocked answer used its tokens all the same) and for a message
+    that needed no call (its whole reservation goes back)."""
+    if ctx.reservation is None:
         return
     used = sum(a.result.usage.input_tokens + a.result.usage.output_tokens for a in ctx.answers)
     agent_id = ctx.message.agent_id

@@ -1,15 +1,18 @@
 """Outputs: the reply, its billing events and the outcome row; and, on failure, the error reply with
 its DLQ record. Output-position plugin stages see the reply before it is sent.
 
-The outcome row is written before the records are sent: a redelivery of an answered message then
-re-sends the same bytes instead of calling the provider again.
+The outcome row is written only once the broker has acknowledged every record of the outcome: its
+presence proves they exist, so a redelivery of the same input is acked without publishing again (see
+`agents_tables.outcomes`). A rebalance lets a message that is publishing finish before it cancels the
+rest (`ctx.publishing`): cut between its send and its row, it would be answered twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from agents_tables.outcomes import Outcome
+from agents_tables.outcomes import Outcome, origin_key
 from gateway_app.errors import GatewayError
 from gateway_app.pipeline import records
 from gateway_app.pipeline.context import MessageContext
@@ -38,29 +41,35 @@ class Outputs:
         for spec, options in stages_at(self.services.plugins, profile, "outputs"):
             seen = StageInput(ctx.message, profile, ctx.require_request(), options, result=result, reply=reply)
             await run_plugin(spec, seen, ctx, self.services.counters)
-        await self.send(ctx, self.outcome(ctx, encode(reply)))
+        await self.send(ctx, self.outcome(ctx, encode(reply), answered=True))
         self.services.counters["answered"] += 1
 
-    def outcome(self, ctx: MessageContext, reply: bytes) -> Outcome:
+    def outcome(self, ctx: MessageContext, reply: bytes, *, answered: bool) -> Outcome:
         bills = records.billable(ctx.answers, ctx.message, self.services.prices)
-        return Outcome(reply, tuple(encode(bill) for bill in bills))
+        origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)
+        return Outcome(reply, tuple(encode(bill) for bill in bills), origin, answered)
 
-    async def send(self, ctx: MessageContext, outcome: Outcome) -> None:
-        # Remember first: a redelivery then re-sends these bytes instead of calling the provider again.
+    async def send(self, ctx: MessageContext, outcome: Outcome, *before) -> None:
+        """Send `before` (the DLQ record) and the outcome's records, wait for the broker, then record it."""
+        ctx.publishing = True
+        deliveries = [*before, *await send_outcome(self.publisher, ctx, outcome)]
+        await asyncio.gather(*deliveries)
         self.services.stores.outcomes.remember(ctx.partition, ctx.message.message_id, outcome)
-        await send_outcome(self.publisher, ctx, outcome)
 
 
-async def send_outcome(publisher: Publisher, ctx: MessageContext, outcome: Outcome) -> None:
-    await publisher.send_reply_bytes(ctx.message.room_id, outcome.reply)
+async def send_outcome(publisher: Publisher, ctx: MessageContext, outcome: Outcome) -> list:
+    """Hand the outcome's records to the producer, in order; returns their deliveries."""
+    deliveries = [await publisher.send_reply_bytes(ctx.message.room_id, outcome.reply)]
     for bill in outcome.billing:
-        await publisher.send_billing_bytes(ctx.message.agent_id, bill)
+        deliveries.append(await publisher.send_billing_bytes(ctx.message.agent_id, bill))
+    return deliveries
 
 
 class FailureOutputs:
     """A message that ends with a `GatewayError`: its reply (error, rate_limited, agent_unavailable or
     blocked), billing for any tokens its provider answers used, and a DLQ record unless it was blocked.
-    A blocked message is an answer: its outcome is remembered like an ok one."""
+    Its outcome is recorded too: a redelivery of the same input is absorbed, while a replay of the
+    message (from the DLQ, at a new input offset) is tried again; a blocked message is an answer."""
 
     def __init__(self, services: Services, outputs: Outputs) -> None:
         self.services, self.outputs = services, outputs
@@ -70,7 +79,7 @@ class FailureOutputs:
         reply = records.failed_reply(ctx.message, ctx.profile, status=error.reply_status, code=error.code,
                                      reason=error.reason, latency_ms=ctx.latency_ms(),
                                      attempts=ctx.attempts, notes=ctx.notes)
-        outcome = self.outputs.outcome(ctx, encode(reply))
+        outcome = self.outputs.outcome(ctx, encode(reply), answered=not error.dead_letter)
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)
             self.services.counters["blocked"] += 1
@@ -78,6 +87,14 @@ class FailureOutputs:
         dead = records.dead_letter(ctx.origin, error.code, error.reason, attempts=ctx.attempts,
                                    message_id=ctx.message.message_id, agent_id=ctx.message.agent_id,
                                    history=ctx.history)
-        await self.outputs.publisher.dead_letter(dead)
-        await send_outcome(self.outputs.publisher, ctx, outcome)
+        ctx.publishing = True
+        await self.outputs.send(ctx, outcome, await self.outputs.publisher.dead_letter(dead))
         self.services.counters["rejected"] += 1
+
+
+async def resend(services: Services, ctx: MessageContext, outcome: Outcome) -> None:
+    """A replay of an answered message: the same bytes again, no provider call."""
+    services.counters["redelivered"] += 1
+    log.info("flow.redelivered message=%s", ctx.message.message_id)
+    ctx.publishing = True
+    await asyncio.gather(*await send_outcome(services.publisher, ctx, outcome))

@@ -19,3 +19,22 @@ def test_outcome_rows_keep_the_exact_bytes_with_and_without_billing():
     assert outcomes.decode(outcomes.encode(regenerated)) == regenerated
     # Rows written before billing became a tuple: reply, newline, billing or nothing.
     assert outcomes.decode(b'{"reply_id": "r"}\n') == without
+
+
+def test_rows_say_which_input_they_answered_and_whether_it_failed():
+    answered = Outcome(b'{"reply_id": "r"}', (b'{"event_id": "e"}',), "ai-message-created/3/1041", True)
+    failed = Outcome(b'{"reply_id": "r", "status": "error"}', (), "ai-message-created/3/1041", False)
+    assert outcomes.decode(outcomes.encode(answered)) == answered
+    assert outcomes.decode(outcomes.encode(failed)) == failed
+    assert outcomes.encode(answered).startswith(b"#ai-message-created/3/1041 answered\n{")
+    assert outcomes.origin_key("t.with.dots", 0, 7) == "t.with.dots/0/7"
+
+
+def test_a_redelivery_is_absorbed_a_replay_answered_again_or_retried():
+    here, elsewhere = "in/0/5", "in/1/9"
+    answered, failed = Outcome(b"{}", (), here, True), Outcome(b"{}", (), here, False)
+    assert outcomes.redelivery(answered, here) is outcomes.Redelivery.ABSORB
+    assert outcomes.redelivery(failed, here) is outcomes.Redelivery.ABSORB
+    assert outcomes.redelivery(answered, elsewhere) is outcomes.Redelivery.RESEND
+    assert outcomes.redelivery(failed, elsewhere) is outcomes.Redelivery.RUN
+    assert outcomes.redelivery(Outcome(b"{}"), here) is outcomes.Redelivery.RESEND  # an old row proves nothing

@@ -86,3 +86,9 @@ def test_poison_needs_its_dlq_record_with_the_original_bytes_and_code():
     assert not verify(SENT, GOOD, GOOD_BILLING, [wrong], poison=[pill]).ok
     valid = Poison("null key", "t", None, b"nope", None)
     assert not verify(SENT, GOOD, GOOD_BILLING, [dict(record, key_b64=None)], poison=[valid]).ok
+
+
+def test_duplicates_are_told_apart_republished_bytes_from_a_second_answer():
+    again = {**reply("m1"), "created_at": "later"}  # processed twice: another reply, another timestamp
+    report = verify(SENT, GOOD + [reply("m2"), again], GOOD_BILLING, [])
+    assert (report.raw_duplicates, report.republished, report.reanswered) == (2, 1, 1)
