@@ -63,6 +63,7 @@ class MessageContext:
     # on a rebalance lets it finish instead of cancelling it).
     stage: str | None = None
     publishing: bool = False
+    copy_in_flight: bool = False  # another copy of this message was in progress when it was read
 
     @property
     def message(self) -> MessageCreated:

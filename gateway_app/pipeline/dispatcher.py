@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,6 +49,7 @@ class Dispatcher:
         self.pipeline = Pipeline(services)
         self.acker = InOrderAcker()
         self.in_progress: set[MessageContext] = set()
+        self.in_flight_ids: Counter[str] = Counter()  # message ids in progress (a second copy may come)
         self._capacity_freed = asyncio.Event()  # set whenever a message finishes: the loop may read more
         self.counters = services.counters
         self.resets = 0  # rebalances seen; events that waited across one are dropped
@@ -101,8 +103,10 @@ class Dispatcher:
             coro = self._finish(ctx, self.pipeline.failures.publish(ctx, error))
         else:
             ctx.agent_turn = self.turns.agents.get(message.agent_id).take()
+            ctx.copy_in_flight = self.in_flight_ids[message.message_id] > 0
             coro = self._finish(ctx, self.pipeline.run(ctx))
         self.in_progress.add(ctx)
+        self.in_flight_ids[message.message_id] += 1
         # create_task copies the context: faust's current event is this message for the task's life.
         ctx.task = asyncio.create_task(coro)
 
@@ -118,7 +122,11 @@ class Dispatcher:
         self.acker.done(ctx.partition, ctx.slot)
 
     def _done(self, ctx: MessageContext) -> None:
-        self.in_progress.discard(ctx)
+        if ctx in self.in_progress:
+            self.in_progress.discard(ctx)
+            self.in_flight_ids[ctx.message.message_id] -= 1
+            if not self.in_flight_ids[ctx.message.message_id]:
+                del self.in_flight_ids[ctx.message.message_id]
         self._capacity_freed.set()
         self.acker.done(ctx.partition, ctx.slot)
 
@@ -148,6 +156,7 @@ class Dispatcher:
         if cancelled:
             await asyncio.wait(cancelled, timeout=UNWIND_SECONDS)  # let them unwind (give back their turns)
         self.in_progress.clear()
+        self.in_flight_ids.clear()
         self.turns.reset()
         self._capacity_freed.set()
         self.stores.forget_local_state()

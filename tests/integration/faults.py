@@ -167,3 +167,25 @@ class WorkerLogFigures:
     def line(self) -> str:
         return (f"workers' logs: {self.republished} outcomes re-published, {self.absorbed} redeliveries absorbed, "
                 f"{self.rebalances} revokes cancelling {self.cancelled_jobs} messages in flight")
+
+
+async def forwarded_more_than_once(deployment: Deployment) -> int:
+    """How many internal records repeat a message the intake had already forwarded (re-forwards of input
+    it had not committed when it crashed or lost its partitions): read the whole internal topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=deployment.bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(deployment.topic("agent_events"), p) for p in range(deployment.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        seen: Counter = Counter()
+        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = json.loads(record.value)
+                    if event["kind"] == "message":
+                        seen[event["payload"]["message_id"]] += 1
+        return sum(n - 1 for n in seen.values())
+    finally:
+        await consumer.stop()

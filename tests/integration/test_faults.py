@@ -24,6 +24,7 @@ from tests.integration.conftest import Cluster, make_cluster
 from tests.integration.faults import (
     UncommittedSampler,
     WorkerLogFigures,
+    forwarded_more_than_once,
     conversation_traffic,
     say,
     send_at_rate,
@@ -101,9 +102,10 @@ async def test_kill_one_of_two_workers_three_times(cluster_factory, capsys, stat
         report = await settle_and_verify(chat, sent, capsys=capsys, timeout=120,
                                          title=f"kill -9 x3, restart ({mode})", max_duplicates=in_flight)
         logs = WorkerLogFigures.read(cluster.workers, since=mark)
+        reforwarded = await forwarded_more_than_once(cluster.deployment)
         say(capsys, f"  in flight at the kills: {in_flight_at_kills} in the victim + {logs.cancelled_jobs} cancelled "
                     f"by revokes = {in_flight}; uncommitted input around the disruptions: {uncommitted}")
-        say(capsys, f"  {logs.line()}")
+        say(capsys, f"  {logs.line()}; the intake forwarded {reforwarded} messages more than once")
         say(capsys, "  from each kill to every message sent before it answered: "
                     + ", ".join(f"{all_answered_after(chat, sent[:n], at):.1f} s" for at, n in kills))
     assert report.ok, report.lines()

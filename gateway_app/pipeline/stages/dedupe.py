@@ -3,7 +3,8 @@ committed) may have been answered while this one waited for the conversation's t
 says so: this copy is absorbed, and the tokens it reserved in the rate window are given back.
 
 The dispatcher checks the same rule when a message is read; this stage covers copies that were both in
-flight at once (they share a conversation, so the second one runs only after the first has finished).
+flight at once (they share a conversation, so the second one runs only after the first has finished),
+and reads the table only for a message the dispatcher saw arrive while a copy was in progress.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Dedupe:
         self.services = services
 
     async def run(self, ctx: MessageContext) -> None:
+        if not ctx.copy_in_flight:
+            return  # the dispatcher's check when it was read still holds: no table read on the hot path
         remembered = self.services.stores.outcomes.get(ctx.message.message_id)
         if remembered is None:
             return
