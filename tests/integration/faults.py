@@ -180,7 +180,7 @@ async def forwarded_more_than_once(deployment: Deployment) -> int:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         seen: Counter = Counter()
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
                     event = json.loads(record.value)
