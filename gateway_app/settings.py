@@ -7,12 +7,15 @@ provider modules, not here.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway_app.resilience.breaker import BreakerPolicy
 from gateway_app.resilience.endpoints import Caps, parse_caps
@@ -79,6 +82,16 @@ class Settings(BaseSettings):
     # How long a 429 without Retry-After pauses its endpoint.
     rate_limit_pause_seconds: float = Field(1.0, ge=0)
 
+    @field_validator("web_read_tokens", "web_admin_tokens", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`GATEWAY_WEB_READ_TOKENS=a,b` as well as a JSON list."""
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
     @model_validator(mode="after")
     def _deadline_below_rebalance(self) -> "Settings":
         # A message still being retried when the group rebalances is cancelled and redone from scratch.
@@ -132,6 +145,20 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     rocksdb_block_cache_mb: int = Field(8, ge=1)
     web_tables_enabled: bool = False
+
+    # Operator views. Bearer tokens, several each so they rotate without downtime: comma-separated
+    # (or a JSON list). `/health` and `/ready` stay open; every other view needs a read token, anything
+    # that changes state an admin token. A worker bound to a non-loopback address with no tokens
+    # refuses to start unless web_auth is "off".
+    web_read_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    web_admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    web_auth: Literal["on", "off"] = "on"
+
+    # Per-agent credentials. The keyring that `enc:` references are encrypted under (key-encryption
+    # keys, the first encrypts, all decrypt): its value, or `file:/path` of a file holding it.
+    keyring: SecretStr | None = None
+    # How long a resolved secret is kept in memory before it is read again from its store.
+    secret_cache_seconds: float = Field(300.0, ge=0)
 
 
 @lru_cache(maxsize=1)
