@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(print_contract())
     if args[:1] == ["plugins"]:
         sys.exit(print_plugins("--json" in args[1:]))
+    from gateway_app import log_redaction
     from gateway_app.app import create_gateway
+
+    log_redaction.install()  # before anything logs: no key reaches a log line
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -66,12 +66,24 @@ class ToolSpec(_Input):
     function: FunctionSpec
 
 
+class Credentials(_Input):
+    """Which key a provider call uses, by reference, never by value: `env:NAME`, `file:/path`,
+    `aws-sm:<secret id>[#field]`, `azure-kv:<vault>/<secret>[/<version>]`, `vault:<mount>/<path>#<field>`,
+    or `enc:v1:<key id>:<base64url>` (encrypted under the gateway's keyring, bound to agent and provider).
+    During a key rotation the secondary is tried once after a 401, until `secondary_until`."""
+
+    key_ref: str = Field(min_length=1, max_length=2048)
+    secondary_key_ref: str | None = Field(default=None, min_length=1, max_length=2048)
+    secondary_until: datetime | None = None
+
+
 class FallbackTarget(_Input):
     """A provider + model tried when the ones before it failed after their retries or are circuit-open."""
 
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    credentials: Credentials | None = None  # none: the provider's key from the worker's environment
 
 
 MAX_FALLBACKS = 4
@@ -100,6 +112,8 @@ class AgentProfile(_Input):
     enabled: bool = True
     # Provider-specific knobs, e.g. {"latency_ms": 200} for echo, {"base_url": ...} for local.
     options: dict[str, Any] = Field(default_factory=dict)
+    # This agent's own provider key, by reference (none: the provider's key from the environment).
+    credentials: Credentials | None = None
     # Up to 4 stop sequences, and tools in the OpenAI function-tool shape
     # ({"type": "function", "function": {"name", "description", "parameters"}}); each provider maps them.
     stop: list[str] = Field(default_factory=list, max_length=4)
@@ -152,6 +166,9 @@ class ErrorCode(StrEnum):
     PROVIDER_BAD_RESPONSE = "provider_bad_response"        # 2xx that is not a valid answer
     PROVIDER_STREAM_INTERRUPTED = "provider_stream_interrupted"  # stream ended before its terminal event
     CIRCUIT_OPEN = "circuit_open"                          # every target's breaker was open
+    PLAINTEXT_SECRET = "plaintext_secret"  # an input event carried a key by value (it is redacted in the DLQ)
+    INVALID_CREDENTIALS_REF = "invalid_credentials_ref"  # a credential reference of no known scheme or shape
+    CREDENTIALS_UNAVAILABLE = "credentials_unavailable"  # a reference could not be resolved (fails closed)
     STAGE_FAILED = "stage_failed"          # a `closed` stage raised, hung past its limit or returned garbage
     BLOCKED_BY_STAGE = "blocked_by_stage"  # a check stage blocked the input or the answer (status blocked)
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay

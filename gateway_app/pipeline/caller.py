@@ -6,13 +6,14 @@ bounded by a timeout (and, streamed, by a time-to-first-token timeout), all with
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
-from gateway_app.contract.events import AgentProfile, ErrorCode
+from gateway_app.contract.events import AgentProfile, Credentials, ErrorCode
 from gateway_app.errors import GatewayError
 from gateway_app.providers import errors
 from gateway_app.providers.base import ChatRequest, ChatResult, Provider, ProviderError, TextDelta
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # on_chunk(attempt, seq, delta, final): called for every streamed piece, in order. It must not block:
 # the time a sink spends (e.g. on Kafka) must not count against the provider's timeouts or health.
 ChunkSink = Callable[[int, int, str, bool], None]
+RequestMaker = Callable[["Target"], "ChatRequest | Awaitable[ChatRequest]"]
 MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less of the message deadline left is not started
 
 
@@ -36,11 +38,13 @@ class Target:
     model: str
     options: dict[str, Any]
     fallback_index: int
+    credentials: Credentials | None = field(default=None, compare=False)  # by reference; None: environment
 
 
 def targets_of(profile: AgentProfile) -> list[Target]:
-    primary = Target(profile.provider, profile.model, profile.options, 0)
-    fallbacks = [Target(f.provider, f.model, f.options, i) for i, f in enumerate(profile.fallbacks, start=1)]
+    primary = Target(profile.provider, profile.model, profile.options, 0, profile.credentials)
+    fallbacks = [Target(f.provider, f.model, f.options, i, f.credentials)
+                 for i, f in enumerate(profile.fallbacks, start=1)]
     return [primary, *fallbacks]
 
 
@@ -109,12 +113,21 @@ class Caller:
         self.retry: RetryPolicy = settings.retry_policy()
         self.rng = rng or random.Random()
 
-    async def call(self, message_id: str, targets: list[Target], make_request: Callable[[Target], ChatRequest],
+    async def call(self, message_id: str, targets: list[Target], make_request: RequestMaker,
                    estimate: int, on_chunk: ChunkSink | None = None, log: CallLog | None = None) -> Answer:
-        """The first target's answer that came; `log` continues a message's earlier calls (a regeneration)."""
+        """The first target's answer that came; `log` continues a message's earlier calls (a regeneration).
+        `make_request(target)` may be async (it resolves the target's credentials); a `GatewayError` it
+        raises (credentials unavailable) fails that target, never the next one."""
         progress = log if log is not None else CallLog(self.clock())
         for target in targets:
-            result = await self._try_target(message_id, target, make_request(target), estimate, on_chunk, progress)
+            try:
+                request = make_request(target)
+                request = await request if inspect.isawaitable(request) else request
+            except GatewayError as error:
+                failure = ProviderError(error.code, error.reason, retriable=False)
+                self._note(progress, target, error.code, failure, None)
+                continue
+            result = await self._try_target(message_id, target, request, estimate, on_chunk, progress)
             if result is not None:
                 return Answer(result, target, int(self._elapsed(progress) * 1000), progress)
         error = progress.last_error
@@ -160,6 +173,11 @@ class Caller:
                 self._note(progress, target, "ok", None, progress.attempts)
                 return outcome
             self._note(progress, target, outcome.code, outcome, progress.attempts)
+            if outcome.status == 401 and request.secondary_credential is not None:
+                # A key rotation's overlap: the other key, once and at once (not a retry of the same call).
+                log.info("provider.secondary_key message=%s endpoint=%s", message_id, endpoint.key)
+                request = replace(request, credential=request.secondary_credential, secondary_credential=None)
+                continue
             if outcome.status == 429:
                 pause = outcome.retry_after if outcome.retry_after is not None else self.settings.rate_limit_pause_seconds
                 endpoint.pause(pause, self.clock())  # the full Retry-After, even past what we wait for

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
+from pydantic import SecretStr
+
 from gateway_app.contract.events import ErrorCode
 from gateway_app.errors import GatewayError
 
@@ -42,6 +44,10 @@ class ChatRequest:
     # Tool definitions in the OpenAI function-tool shape ({"type": "function", "function": {...}}).
     tools: tuple[dict[str, Any], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    # The agent's own key for this target (resolved from its reference), and during a rotation the key
+    # tried once after a 401. None: the provider's key from the environment. Never printed.
+    credential: SecretStr | None = field(default=None, repr=False, compare=False)
+    secondary_credential: SecretStr | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

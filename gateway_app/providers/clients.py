@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Generic, Hashable, Mapping, TypeVar
 
 from pydantic import SecretStr
@@ -50,11 +50,11 @@ class ClientCache(Generic[C]):
     0.1-1 s of CPU (measured: openai up to 0.3 s, cohere up to 1.2 s), which on the event loop would
     stall every call in flight. Concurrent first calls
     wait for the same build; a build that fails is tried again by the next call.
-    Bounded: past `max_clients` distinct endpoints a new one is refused rather than another pool opened
-    (profiles may choose endpoints for some providers).
+    Bounded: past `max_clients` distinct configurations (endpoints, per-agent keys) a new one is refused
+    rather than another pool opened.
     """
 
-    def __init__(self, close: Callable[[C], Awaitable[None]], max_clients: int = 32) -> None:
+    def __init__(self, close: Callable[[C], Awaitable[None]], max_clients: int = 256) -> None:
         self._clients: dict[Hashable, C] = {}
         self._building: dict[Hashable, asyncio.Future[C]] = {}
         self._close = close
@@ -118,7 +118,10 @@ class SDKProvider(Generic[C]):
         raise NotImplementedError
 
     def config_for(self, request: ChatRequest) -> ClientConfig:
-        """The configuration this request's client is built from: the seam for per-agent credentials."""
+        """The configuration this request's client is built from: the worker's, with the agent's own key
+        when its profile names one (one client per key; the environment's key is then not used)."""
+        if request.credential is not None:
+            return replace(self.config, key=request.credential)
         return self.config
 
     def endpoint(self, request: ChatRequest) -> str:

@@ -189,3 +189,38 @@ def test_targets_are_the_provider_then_the_fallbacks():
     profile = AgentProfile.model_validate({"agent_id": "x", "version": 1, "provider": "a", "model": "m1",
                                            "options": {"x": 1}, "fallbacks": [{"provider": "b", "model": "m2"}]})
     assert targets_of(profile) == [Target("a", "m1", {"x": 1}, 0), Target("b", "m2", {}, 1)]
+
+
+async def test_a_401_with_a_secondary_key_is_tried_once_with_it_at_once(caller_factory, clock):
+    from dataclasses import replace
+
+    from pydantic import SecretStr
+
+    call = caller_factory({"a": [errors.from_status(401, "bad key")]})
+
+    def with_keys(target: Target) -> ChatRequest:
+        return replace(req(target), credential=SecretStr("old"), secondary_credential=SecretStr("new"))
+
+    answer = await call.call("m", [PRIMARY], with_keys, 5)
+    assert answer.attempts == 2 and clock.slept == []  # the other key at once: no backoff
+    assert [h["outcome"] for h in answer.history] == ["provider_auth_failed", "ok"]
+    with pytest.raises(CallFailed) as caught:  # without a secondary, a 401 fails at once
+        await caller_factory({"a": [errors.from_status(401, "bad key")]}).call("m", [PRIMARY], req, 5)
+    assert caught.value.code == ErrorCode.PROVIDER_AUTH_FAILED and caught.value.attempts == 1
+
+
+async def test_a_target_whose_credentials_cannot_be_had_fails_alone(caller_factory):
+    from gateway_app.errors import GatewayError
+
+    async def make(target: Target) -> ChatRequest:
+        if target is PRIMARY:
+            raise GatewayError(ErrorCode.CREDENTIALS_UNAVAILABLE, "no key in env:NOPE")
+        return req(target)
+
+    call = caller_factory({"a": [], "b": []})
+    answer = await call.call("m", [PRIMARY, FALLBACK], make, 5)
+    assert answer.target == FALLBACK and call.providers.get("a").calls == 0
+    assert answer.history[0]["outcome"] == "credentials_unavailable"
+    with pytest.raises(CallFailed) as caught:
+        await call.call("m", [PRIMARY], make, 5)
+    assert caught.value.code == ErrorCode.CREDENTIALS_UNAVAILABLE and caught.value.attempts == 0
