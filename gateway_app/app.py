@@ -13,6 +13,7 @@ import mode
 
 from agents_tables import answering, intake
 from agents_tables.tables import GatewayTables, Stores, define_tables
+from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.forwarding import InputForwarder
 from gateway_app.kafka.recovery import GatewayTableManager
 from gateway_app.kafka.transport import GatewayTransport
@@ -109,7 +110,7 @@ def build_services(settings: Settings, tables: GatewayTables, publisher: Publish
     caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight))
     stores = Stores.over(tables, settings.profile_cache_size, settings.dedupe_per_partition)
     return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins,
-                    dict.fromkeys(COUNTERS, 0))
+                    dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings))
 
 
 def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gateway:

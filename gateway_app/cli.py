@@ -4,6 +4,9 @@
 - `gateway demo`: publish a demo echo agent and message, print the reply;
 - `gateway contract`: print the JSON schemas of every event of the wire contract;
 - `gateway plugins [--json]`: list the installed provider and stage plugins (exit 1 if one is unusable).
+- `gateway keys generate [--id KID]`: print a new keyring entry `kid:<base64>` for GATEWAY_KEYRING;
+- `gateway keys encrypt --agent A --provider P`: read a provider key on stdin, print its `enc:` reference
+  (encrypted under GATEWAY_KEYRING's first key, bound to that agent and provider).
 
 `--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
@@ -15,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from typing import TextIO
 
 from gateway_app.settings import get_settings
 
@@ -62,6 +66,48 @@ def print_plugins(as_json: bool) -> int:
     return 0 if all(item["loaded"] for item in listing) else 1
 
 
+def keys_command(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """`gateway keys ...`: keyring entries and `enc:` credential references (see the module docstring)."""
+    import argparse
+
+    from gateway_app.credentials.keyring import Keyring, generate_key
+    from gateway_app.settings import Settings
+
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    parser = argparse.ArgumentParser(prog="gateway keys", description="Per-agent credential keys.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="print a new keyring entry kid:<base64 of 32 bytes>")
+    generate.add_argument("--id", dest="key_id", default=None, help="key id (default: k + UTC date-time)")
+    encrypt = commands.add_parser("encrypt", help="read a key on stdin, print its enc: reference")
+    encrypt.add_argument("--agent", required=True)
+    encrypt.add_argument("--provider", required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate":
+            print(generate_key(args.key_id), file=stdout)
+            return 0
+        keyring = Keyring.load(Settings().keyring)
+        if keyring is None:
+            print("gateway keys encrypt: GATEWAY_KEYRING is not set", file=sys.stderr)
+            return 2
+        if stdin.isatty():
+            import getpass
+
+            key = getpass.getpass("key (not echoed): ")
+        else:
+            key = stdin.read()
+        key = key.removesuffix("\n").removesuffix("\r")
+        if not key:
+            print("gateway keys encrypt: no key on stdin", file=sys.stderr)
+            return 2
+        print(keyring.encrypt(args.agent, args.provider, key), file=stdout)
+        return 0
+    except ValueError as exc:
+        print(f"gateway keys {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> None:
     data_dir, args = split_data_dir(list(sys.argv[1:] if argv is None else argv))
     if data_dir:
@@ -74,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(print_contract())
     if args[:1] == ["plugins"]:
         sys.exit(print_plugins("--json" in args[1:]))
+    if args[:1] == ["keys"]:
+        sys.exit(keys_command(args[1:]))
     from gateway_app import log_redaction
     from gateway_app.app import create_gateway
 

@@ -1,9 +1,18 @@
 """What the intake does with one input record: validate it against the contract, then forward it,
-re-keyed by agent id, to `gateway-agent-events`, or dead-letter it (and tell the room, if it can)."""
+re-keyed by agent id, to `gateway-agent-events`, or dead-letter it (and tell the room, if it can).
+
+A key carried by value anywhere in an input event (a key-shaped string, even inside a message's text; a
+secret-named field without a reference scheme) is refused with
+`plaintext_secret` before anything is forwarded: the DLQ record carries the event with each such value
+replaced by a redaction marker and a fingerprint, never the key. Credential references are checked for
+shape here too (`invalid_credentials_ref`); whether they resolve is known only when a call needs them.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 import time
 from typing import Callable
 
@@ -16,7 +25,10 @@ from gateway_app.contract.decode import (
     decode_profile,
     decode_profile_deleted,
 )
-from gateway_app.contract.events import ErrorCode
+from gateway_app.contract.events import AgentProfile, ErrorCode
+from gateway_app.credentials.refs import find_plaintext_secrets, parse_ref, redact_plaintext
+from gateway_app.credentials.secret import fingerprint
+from gateway_app.log_redaction import KEY_SHAPES
 from gateway_app.contract.internal import (
     MessageRecord,
     Origin,
@@ -56,7 +68,9 @@ class InputForwarder:
 
         def profile(raw: bytes | None, origin: Origin):
             decoded = decode_profile(raw, known_provider, check_stage)
-            return decoded if isinstance(decoded, Rejection) else \
+            if isinstance(decoded, Rejection):
+                return decoded
+            return bad_credential_refs(decoded) or \
                 ProfileRecord(agent_id=decoded.agent_id, payload=decoded, origin=origin)
 
         def deleted(raw: bytes | None, origin: Origin):
@@ -75,6 +89,11 @@ class InputForwarder:
     async def handle(self, event) -> None:
         kind, decoder = self.decoders[event.message.topic]
         origin = origin_of(event)
+        leak = plaintext_leak(kind, event.message.value)
+        if leak is not None:
+            redacted, rejection = leak
+            await self.reject(kind, origin.model_copy(update={"value_b64": _b64(redacted)}), rejection)
+            return
         result = decoder(event.message.value, origin)
         if isinstance(result, Rejection):
             await self.reject(kind, origin, result)
@@ -98,3 +117,50 @@ class InputForwarder:
     async def internal_error(self, event) -> None:
         await self.publisher.dead_letter(
             records.dead_letter(origin_of(event), ErrorCode.INTERNAL_ERROR, "internal error in intake"))
+
+
+# Cheap first look: only a record with one of these bytes is parsed again and searched.
+_SUSPICIOUS = re.compile(rb"(?i)sk-|akia|asia|bearer|key|secret|token|passw|authori|credential")
+
+
+def plaintext_leak(kind: str, raw: bytes | None) -> tuple[bytes, Rejection] | None:
+    """The record with its plaintext keys redacted, and its rejection; None if it carries none."""
+    if not raw or not _SUSPICIOUS.search(raw):
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the decoder rejects it with its own reason
+    if not isinstance(data, dict):
+        return None
+    found = find_plaintext_secrets(data)
+    content = data.get("content")
+    keys_in_text = KEY_SHAPES.findall(content) if kind == "message" and isinstance(content, str) else []
+    if keys_in_text and all(path != "$.content" for path, _ in found):
+        found.append(("$.content", fingerprint(next(part for part in keys_in_text[0] if part))))
+    if not found:
+        return None
+    where = ", ".join(f"{path} (fp={fp})" for path, fp in found[:5])
+    reason = f"a key was sent by value, not by reference, at {where}; send a credential reference instead"
+    redacted = redact_plaintext(data)
+    if keys_in_text:
+        redacted["content"] = KEY_SHAPES.sub(lambda m: f"[redacted plaintext secret fp={fingerprint(m.group(0))}]",
+                                             content)
+    return json.dumps(redacted).encode(), Rejection(ErrorCode.PLAINTEXT_SECRET, reason, redacted)
+
+
+def bad_credential_refs(profile: AgentProfile) -> Rejection | None:
+    """A profile whose credential references have no known scheme or shape (they are not resolved here)."""
+    specs = [("credentials", profile.credentials)] + [
+        (f"fallbacks[{i}].credentials", f.credentials) for i, f in enumerate(profile.fallbacks)]
+    for where, spec in specs:
+        for name in ("key_ref", "secondary_key_ref"):
+            ref = getattr(spec, name) if spec is not None else None
+            if ref is None:
+                continue
+            try:
+                parse_ref(ref)
+            except ValueError as exc:
+                return Rejection(ErrorCode.INVALID_CREDENTIALS_REF, f"{where}.{name}: {exc}",
+                                 profile.model_dump(mode="json"))
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.pipeline.caller import Caller
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.turns import Turns
@@ -46,3 +47,4 @@ class Services:
     prices: PriceTable
     plugins: Plugins
     counters: dict[str, int]  # shown by /health; the stages add to them
+    credentials: CredentialResolver | None = None  # per-agent keys by reference (None: environment keys only)

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import datetime, timezone
 
+from pydantic import SecretStr
+
+from gateway_app.credentials.errors import CredentialsUnavailable
+from gateway_app.log_redaction import REDACTOR
 from gateway_app.pipeline.caller import CallFailed, Caller, Target, targets_of
 from gateway_app.pipeline.chunks import ChunkPipe
 from gateway_app.pipeline.context import MessageContext
@@ -22,6 +27,7 @@ class ProviderCall:
     def __init__(self, services: Services) -> None:
         self.caller: Caller = services.caller
         self.publisher: Publisher = services.publisher
+        self.credentials = services.credentials
 
     async def run(self, ctx: MessageContext) -> None:
         if ctx.stage_answer is None:
@@ -34,7 +40,7 @@ class ProviderCall:
         pipe = ChunkPipe(self.publisher, ctx.message) if profile.stream else None
         try:
             answer = await self.caller.call(ctx.message.message_id, targets_of(profile),
-                                            lambda target: for_target(request, target),
+                                            lambda target: self.for_target(request, target, profile.agent_id),
                                             estimate(profile, ctx.message.content),
                                             pipe.put if pipe else None, log=ctx.calls)
         except CallFailed as failed:
@@ -53,5 +59,23 @@ class ProviderCall:
         ctx.result = answer.result
 
 
-def for_target(request: ChatRequest, target: Target) -> ChatRequest:
-    return replace(request, model=target.model, options=target.options)
+    async def for_target(self, request: ChatRequest, target: Target, agent_id: str) -> ChatRequest:
+        """The request for one target, with the agent's own key for it when the profile names one.
+        Raises `CredentialsUnavailable` (that target fails; never a fall back to the environment's key)."""
+        request = replace(request, model=target.model, options=target.options)
+        refs = target.credentials
+        if refs is None:
+            return request
+        if self.credentials is None:
+            raise CredentialsUnavailable("this worker resolves no credential references")
+        primary = await self._resolve(refs.key_ref, agent_id, target.provider)
+        secondary = None
+        in_overlap = refs.secondary_until is None or datetime.now(timezone.utc) < refs.secondary_until
+        if refs.secondary_key_ref and in_overlap:
+            secondary = await self._resolve(refs.secondary_key_ref, agent_id, target.provider)
+        return replace(request, credential=primary, secondary_credential=secondary)
+
+    async def _resolve(self, ref: str, agent_id: str, provider: str) -> SecretStr:
+        secret = await self.credentials.resolve(ref, agent_id=agent_id, provider=provider)
+        REDACTOR.remember(secret.reveal())  # from now on no log line can carry it
+        return SecretStr(secret.reveal())
