@@ -1,10 +1,12 @@
 """Web views. Any worker answers; per-agent views are forwarded to the worker that owns the agent
-(see web.routing)."""
+(see web.routing). Every view is guarded (see web.auth): `read` unless it declares otherwise; only
+`/health` and `/ready` are open, and they show no token, key or profile."""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import faust
 from faust.web import Request, Response, View
@@ -15,7 +17,11 @@ from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
+from gateway_app.web import auth
+from gateway_app.web.auth import Access
 from gateway_app.web.routing import routed
+
+log = logging.getLogger(__name__)
 
 
 def _error(view: View, status: int, code: str, message: str) -> Response:
@@ -53,9 +59,37 @@ def usage(services: Services, dispatcher: Dispatcher, profile: AgentProfile) -> 
     }
 
 
+def check(policy: auth.Policy, declared: Access, request: Request) -> auth.Denied | None:
+    required = auth.required_access(declared, request.method)
+    return policy.check(required, request.headers.get("Authorization"), getattr(request, "remote", None))
+
+
 def register(app: faust.App, settings: Settings, topics: GatewayTopics, services: Services, dispatcher: Dispatcher):
+    policy = auth.policy_for(settings)  # raises StartupRefused: a network-facing worker without tokens
+
+    @app.task
+    async def announce_web_auth() -> None:  # at every start, once logging is set up
+        message = auth.startup_message(settings, policy.mode)
+        if message is not None:
+            getattr(log, message[0])(message[1])
+
+    class Guarded(View):
+        """A view that checks its caller first. `access`: what a GET needs (state changes need admin)."""
+
+        access: ClassVar[Access] = Access.READ
+
+        async def dispatch(self, request: Any) -> Any:
+            denied = check(policy, self.access, request)
+            if denied is not None:
+                log.info("web.denied status=%d code=%s method=%s path=%s", denied.status, denied.code,
+                         request.method, request.path)
+                return self.json(denied.body, status=denied.status, headers=dict(denied.headers))
+            return await super().dispatch(request)
+
     @app.page("/health")
-    class Health(View):
+    class Health(Guarded):
+        access = Access.OPEN
+
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "pending_messages": len(dispatcher.in_progress),
                               "counters": services.counters, "stages": dispatcher.pipeline.stage_names,
@@ -64,13 +98,15 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
                               "restore": app.tables.recovery.restore_stats()})
 
     @app.page("/ready")
-    class Ready(View):
+    class Ready(Guarded):
+        access = Access.OPEN
+
         async def get(self, request: Request) -> Response:
             state = readiness(app)
             return self.json(state, status=200 if state["ready"] else 503)
 
     @app.page("/providers")
-    class ProvidersView(View):
+    class ProvidersView(Guarded):
         """This worker's provider endpoints: circuit breaker, 429 pause, caps. Each worker has its own."""
 
         async def get(self, request: Request) -> Response:
@@ -85,7 +121,7 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
         return view.json(render(profile))
 
     @app.page("/agents/{agent_id}")
-    class AgentProfileView(View):
+    class AgentProfileView(Guarded):
         async def get(self, request: Request, agent_id: str) -> Response:
             async def local() -> Response:
                 return profile_or_404(self, agent_id, lambda profile: profile.model_dump(mode="json"))
@@ -93,7 +129,7 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
             return await routed(self, request, topic, agent_id, local)
 
     @app.page("/agents/{agent_id}/usage")
-    class AgentUsageView(View):
+    class AgentUsageView(Guarded):
         async def get(self, request: Request, agent_id: str) -> Response:
             async def local() -> Response:
                 return profile_or_404(self, agent_id, lambda profile: usage(services, dispatcher, profile))
