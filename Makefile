@@ -23,8 +23,10 @@ demo: $(VENV)/.installed
 kafka-jars: $(VENV)/.installed
 	$(PY) -m devtools.kafka_local fetch
 
-# The whole suite: unit tests, then integration tests against a real local broker.
+# The whole suite: a static security check of the shipped packages, then unit tests and integration tests
+# against a real local broker.
 test: $(VENV)/.installed kafka-jars
+	$(PY) -m bandit -q -r gateway_app agents_tables
 	$(PY) -m pytest -ra
 
 unit: $(VENV)/.installed

@@ -68,6 +68,7 @@ def faust_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         web_enabled=True,
         web_tables_enabled=settings.web_tables_enabled,
+        web_router_enabled=False,  # faust's /router views: partition maps and worker addresses, no auth
         # Our acks are held until a message is fully handled; waiting for them at a rebalance would
         # stall it for as long as a message waits for a profile or a rate window. Revoked work is
         # cancelled instead and redelivered (see agents.processor).

@@ -166,7 +166,8 @@ class ErrorCode(StrEnum):
     PROVIDER_BAD_RESPONSE = "provider_bad_response"        # 2xx that is not a valid answer
     PROVIDER_STREAM_INTERRUPTED = "provider_stream_interrupted"  # stream ended before its terminal event
     CIRCUIT_OPEN = "circuit_open"                          # every target's breaker was open
-    PLAINTEXT_SECRET = "plaintext_secret"  # an input event carried a key by value (it is redacted in the DLQ)
+    # A key sent by value (redacted in the DLQ). An error code's name, not a password:
+    PLAINTEXT_SECRET = "plaintext_secret"  # nosec B105
     INVALID_CREDENTIALS_REF = "invalid_credentials_ref"  # a credential reference of no known scheme or shape
     CREDENTIALS_UNAVAILABLE = "credentials_unavailable"  # a reference could not be resolved (fails closed)
     STAGE_FAILED = "stage_failed"          # a `closed` stage raised, hung past its limit or returned garbage

@@ -111,7 +111,8 @@ class Caller:
         self.endpoints = endpoints
         self.in_flight = in_flight
         self.retry: RetryPolicy = settings.retry_policy()
-        self.rng = rng or random.Random()
+        # Jitter of retry delays: nothing secret depends on it.
+        self.rng = rng or random.Random()  # nosec B311
 
     async def call(self, message_id: str, targets: list[Target], make_request: RequestMaker,
                    estimate: int, on_chunk: ChunkSink | None = None, log: CallLog | None = None) -> Answer:

@@ -34,4 +34,4 @@ class AzureOpenAIProvider(openai_compat.CompatibleProvider):
     def build_client(self, config: ClientConfig) -> openai.AsyncAzureOpenAI:
         # One client per endpoint+key: the SDK puts the deployment (the request's model) into the path.
         return openai.AsyncAzureOpenAI(api_key=config.secret(), azure_endpoint=config.endpoint,
-                                       api_version=config.extra("api_version"), max_retries=0, timeout=self.timeout)
+                                       api_version=config.setting("api_version"), max_retries=0, timeout=self.timeout)

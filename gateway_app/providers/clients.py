@@ -35,7 +35,7 @@ class ClientConfig:
         return cls(endpoint or None, SecretStr(key) if key else None,
                    tuple(sorted((name, value) for name, value in extras.items() if value)))
 
-    def extra(self, name: str) -> str | None:
+    def setting(self, name: str) -> str | None:
         return dict(self.extras).get(name)
 
     def secret(self) -> str | None:

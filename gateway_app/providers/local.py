@@ -72,7 +72,7 @@ class LocalProvider(openai_compat.CompatibleProvider):
 
     def build_client(self, config: ClientConfig) -> openai.AsyncOpenAI:
         http_client = None
-        if config.extra("base_url_from") == FROM_PROFILE:
+        if config.setting("base_url_from") == FROM_PROFILE:
             # The SDK's own httpx client follows redirects (openai's `_DefaultAsyncHttpxClient` sets
             # `follow_redirects=True`): a checked URL could redirect anywhere. This one does not follow
             # them (a 3xx answer is an error); otherwise it has the SDK's defaults.

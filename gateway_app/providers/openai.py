@@ -25,4 +25,4 @@ class OpenAIProvider(openai_compat.CompatibleProvider):
 
     def build_client(self, config: ClientConfig) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(api_key=config.secret(), base_url=config.endpoint,
-                                  organization=config.extra("organization"), max_retries=0, timeout=self.timeout)
+                                  organization=config.setting("organization"), max_retries=0, timeout=self.timeout)

@@ -76,10 +76,10 @@ def test_each_provider_reads_its_variables(monkeypatch):
     for name, value in {"OPENAI_ORG_ID": "org-1", "OPENAI_API_VERSION": "2025-01-01", "CO_API_URL": "http://co",
                         "CO_API_KEY": "co", "AZURE_OPENAI_ENDPOINT": "https://res.example/"}.items():
         monkeypatch.setenv(name, value)
-    assert OpenAIProvider().config.extra("organization") == "org-1"
+    assert OpenAIProvider().config.setting("organization") == "org-1"
     assert OpenAIProvider().endpoint(ask()) == "https://api.openai.com/v1"
     azure = AzureOpenAIProvider()
-    assert azure.config.extra("api_version") == "2025-01-01"
+    assert azure.config.setting("api_version") == "2025-01-01"
     assert azure.endpoint(ask("gpt-dep")) == "https://res.example/openai/deployments/gpt-dep"
     cohere = CohereProvider()
     assert cohere.endpoint(ask()) == "http://co" and cohere.config.secret() == "co"
