@@ -88,9 +88,10 @@ class Worker:
             time.sleep(0.3)
         raise AssertionError(f"worker not ready within {timeout}s:\n{self.tail()}")
 
-    def get(self, path: str) -> tuple[int, Any]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", headers=headers or {})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             body = exc.read()
