@@ -69,7 +69,8 @@ def install(redactor: Redactor = REDACTOR) -> None:
             return record
         redacted = redactor.redact(message)
         if redacted != message or record.args:
-            record.msg, record.args = redacted, None
+            # An empty tuple, not None: faust's formatter wraps a non-tuple `args` into a tuple.
+            record.msg, record.args = redacted, ()
         if record.exc_info and not record.exc_text:
             record.exc_text = redactor.redact(logging.Formatter().formatException(record.exc_info))
         return record

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from devtools.workers import Deployment
 from tests.integration.harness import Chat, message, wait_until
 from tests.integration.verifier import Report, Sent, verify
 
+REVOKE_LINE = re.compile(r"rebalance\.revoked partitions=(?P<partitions>\d+) cancelled_jobs=(?P<cancelled>\d+)")
 INPUT_KEYS = ("messages", "profile_created", "profile_updated", "profile_deleted", "agent_events")
 
 
@@ -159,9 +161,10 @@ class WorkerLogFigures:
             for line in path.read_text(errors="replace").splitlines()[(since or {}).get(path, 0):]:
                 figures.republished += "flow.redelivered" in line
                 figures.absorbed += "flow.absorbed" in line
-                if "rebalance.revoked" in line and "partitions=0 " not in line:  # not a start's empty revoke
+                revoke = REVOKE_LINE.search(line)
+                if revoke and revoke["partitions"] != "0":  # not a start's empty revoke
                     figures.rebalances += 1
-                    figures.cancelled_jobs += int(line.rsplit("cancelled_jobs=", 1)[-1].split()[0])
+                    figures.cancelled_jobs += int(revoke["cancelled"])
         return figures
 
     def line(self) -> str:
