@@ -126,3 +126,5 @@ async def test_the_canary_is_nowhere(cluster_factory, tmp_path, capsys):
                     f"and {len(responses)} web responses; the provider saw it {fake.keys_seen.count(canary)} times")
     assert fake.keys_seen.count(canary) >= 3  # it was really used, through env, file and enc
     assert found == 0
+    log = worker.log_path.read_text()  # redaction must not cost the log its meaning
+    assert "profile.applied agent=canary-env version=1" in log and "Logging error" not in log
