@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     # Per-agent credentials. The keyring that `enc:` references are encrypted under (key-encryption
     # keys, the first encrypts, all decrypt): its value, or `file:/path` of a file holding it.
     keyring: SecretStr | None = None
+    # The keyring's entries wrapped by a KMS key (envelope encryption): `aws-kms:<key id or ARN>`. Each
+    # entry is then `kid:<base64 of the KMS ciphertext of a 32-byte data key>`, unwrapped at start.
+    kms_key: str | None = Field(None, min_length=1)
     # How long a resolved secret is kept in memory before it is read again from its store.
     secret_cache_seconds: float = Field(300.0, ge=0)
 
