@@ -6,13 +6,16 @@
 - `gateway plugins [--json]`: list the installed provider and stage plugins (exit 1 if one is unusable).
 - `gateway keys generate [--id KID]`: print a new keyring entry `kid:<base64>` for GATEWAY_KEYRING;
 - `gateway keys encrypt --agent A --provider P`: read a provider key on stdin, print its `enc:` reference
-  (encrypted under GATEWAY_KEYRING's first key, bound to that agent and provider).
+  (encrypted under GATEWAY_KEYRING's first key, bound to that agent and provider);
+- `gateway keys rotate [--dry-run]`: publish every stored profile whose `enc:` references use an older
+  key id as its next version, re-encrypted under GATEWAY_KEYRING's first key.
 
 `--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -82,8 +85,14 @@ def keys_command(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | 
     encrypt = commands.add_parser("encrypt", help="read a key on stdin, print its enc: reference")
     encrypt.add_argument("--agent", required=True)
     encrypt.add_argument("--provider", required=True)
+    rotate = commands.add_parser("rotate", help="re-encrypt every stored enc: reference under the newest key")
+    rotate.add_argument("--dry-run", action="store_true", help="print which agents would get a new version")
     args = parser.parse_args(argv)
     try:
+        if args.command == "rotate":
+            from gateway_app.credentials.kafka_rotation import rotate_stored_profiles
+
+            return asyncio.run(rotate_stored_profiles(Settings(), dry_run=args.dry_run, out=stdout))
         if args.command == "generate":
             print(generate_key(args.key_id), file=stdout)
             return 0

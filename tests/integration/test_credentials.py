@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -102,12 +105,18 @@ async def test_every_local_reference_kind_and_every_rotation(cluster_factory, fa
         reply = await ask(chat, "file-agent")
         assert reply["status"] == "ok" and "sk-file-key-4444" in server.keys_seen, reply
 
-        # Keyring rotation: the same key re-encrypted under the newest key-encryption key, as a new
-        # profile version (what `gateway keys rotate` publishes); no message fails on the way.
-        rotated = Keyring.parse(f"{NEW_KEK},{OLD_KEK}").rotate(enc_ref, "enc-agent", "openai")
-        assert rotated.split(":")[2] == "k2026"
-        await chat.profile(agent_profile("enc-agent", version=2, keyRef=rotated))
+        # Keyring rotation: `gateway keys rotate` re-encrypts the stored reference under the newest key and
+        # publishes it as the next profile version; no message fails on the way, no worker restarts.
+        rotate = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "gateway_app.cli", "keys", "rotate"],
+                                         env={**os.environ, **cluster.deployment.environment(),
+                                              "GATEWAY_KEYRING": f"{NEW_KEK},{OLD_KEK}"},
+                                         capture_output=True, text=True, timeout=60)
+        assert "enc-agent: version 2 under key k2026" in rotate.stdout, rotate
+        # The two broken references (a copied blob, a removed key) are left as they are, and said so.
+        assert rotate.returncode == 1 and "1 of 7 stored profiles got a new version, 2 could not be rotated" \
+            in rotate.stdout, rotate.stdout
         await wait_until(lambda: worker.get("/agents/enc-agent")[1].get("version") == 2, 30, "version 2")
+        assert worker.get("/agents/enc-agent")[1]["credentials"]["key_ref"].startswith("enc:v1:k2026:")
         assert (await ask(chat, "enc-agent"))["status"] == "ok"
 
 
