@@ -73,7 +73,7 @@ def keys_command(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | 
     """`gateway keys ...`: keyring entries and `enc:` credential references (see the module docstring)."""
     import argparse
 
-    from gateway_app.credentials.keyring import Keyring, generate_key
+    from gateway_app.credentials.keyring import generate_key, load_keyring
     from gateway_app.settings import Settings
 
     stdin = sys.stdin if stdin is None else stdin
@@ -96,7 +96,7 @@ def keys_command(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | 
         if args.command == "generate":
             print(generate_key(args.key_id), file=stdout)
             return 0
-        keyring = Keyring.load(Settings().keyring)
+        keyring = load_keyring(Settings())
         if keyring is None:
             print("gateway keys encrypt: GATEWAY_KEYRING is not set", file=sys.stderr)
             return 2

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from agents_tables.tables import PROFILES
 from gateway_app.credentials.errors import CredentialsUnavailable
-from gateway_app.credentials.keyring import Keyring
+from gateway_app.credentials.keyring import load_keyring
 from gateway_app.credentials.rotation import latest_rows, rotate_profile
 from gateway_app.settings import Settings
 
@@ -48,7 +48,7 @@ async def read_changelog(servers: str, topic: str) -> list[tuple[bytes | None, b
 
 
 async def rotate_stored_profiles(settings: Settings, *, dry_run: bool, out: TextIO) -> int:
-    keyring = Keyring.load(settings.keyring)
+    keyring = load_keyring(settings)
     if keyring is None:
         print("gateway keys rotate: GATEWAY_KEYRING is not set", file=out)
         return 2

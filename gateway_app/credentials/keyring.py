@@ -8,6 +8,12 @@ An `enc:v1:<kid>:<base64url(nonce + ciphertext + tag)>` reference is bound to it
 the GCM associated data is `f"{agent_id}\\x1f{provider}"`, so a blob copied into another agent's or
 another provider's profile does not decrypt. Every failure is `CredentialsUnavailable`, whose reason
 names the key id at most, never key material.
+
+Envelope encryption: with `GATEWAY_KMS_KEY=aws-kms:<key id>` each entry's base64 is instead the KMS
+ciphertext of the 32-byte key (`credentials.aws.generate_wrapped_key`), unwrapped once at start
+(`load_keyring`). If any entry does not unwrap (no access to the KMS key, a wrong encryption context,
+KMS unreachable) loading fails with `KeyringUnavailable` and the worker does not start: it never runs
+with part of its keyring.
 """
 
 from __future__ import annotations
@@ -67,25 +73,30 @@ class Keyring:
             self._order.append(key_id)
 
     @classmethod
-    def parse(cls, text: str) -> Keyring:
-        """From `kid1:<base64>,kid2:<base64>` (whitespace and newlines around entries ignored)."""
+    def parse(cls, text: str, kms_key: str | None = None) -> Keyring:
+        """From `kid1:<base64>,kid2:<base64>` (whitespace and newlines around entries ignored).
+
+        With `kms_key` (`aws-kms:<key id>`) each base64 is a KMS ciphertext of the 32-byte key, unwrapped
+        with KMS `Decrypt` (see `credentials.aws`); if any entry does not unwrap, `KeyringUnavailable`
+        (a `ValueError`) is raised and no keyring is made: a worker never runs with part of its keyring."""
+        entries = _entries(text)
+        if kms_key is not None:
+            from gateway_app.credentials.aws import unwrap_entries
+
+            return cls(unwrap_entries(entries, kms_key))
         keys: list[tuple[str, bytes]] = []
-        for entry in (e.strip() for e in text.replace("\n", ",").split(",")):
-            if not entry:
-                continue
-            key_id, colon, encoded = entry.partition(":")
-            if not colon:
-                raise ValueError("keyring: each entry is kid:<base64 of 32 bytes>")
+        for key_id, encoded in entries:
             try:
-                key = base64.b64decode(encoded.strip(), validate=True)
+                key = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
-                raise ValueError(f"keyring: key {key_id.strip()!r} is not valid base64") from None
-            keys.append((key_id.strip(), key))
+                raise ValueError(f"keyring: key {key_id!r} is not valid base64") from None
+            keys.append((key_id, key))
         return cls(keys)
 
     @classmethod
-    def load(cls, setting: SecretStr | str | None) -> Keyring | None:
-        """From the `keyring` setting: the keyring itself or `file:/path` of a file holding it.
+    def load(cls, setting: SecretStr | str | None, kms_key: str | None = None) -> Keyring | None:
+        """From the `keyring` setting: the keyring itself or `file:/path` of a file holding it; its
+        entries KMS-wrapped when `kms_key` is given (the `kms_key` setting, see `parse`).
         None (unset) gives None: `enc:` references then fail closed."""
         if setting is None:
             return None
@@ -97,7 +108,7 @@ class Keyring:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ValueError(f"keyring file {str(path)!r} cannot be read: {exc.strerror}") from None
-        return cls.parse(text)
+        return cls.parse(text, kms_key)
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -147,6 +158,29 @@ class Keyring:
         """The same key re-encrypted under the primary (first) key; the old reference keeps working
         for as long as its key stays in the ring."""
         return self.encrypt(agent_id, provider, self.decrypt(ref, agent_id, provider))
+
+
+def valid_key_id(key_id: str) -> bool:
+    return bool(_KID.fullmatch(key_id))
+
+
+def _entries(text: str) -> list[tuple[str, str]]:
+    """`kid1:<base64>,kid2:<base64>` -> [(kid, base64)], entries separated by commas or newlines."""
+    entries: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in text.replace("\n", ",").split(",")):
+        if not entry:
+            continue
+        key_id, colon, encoded = entry.partition(":")
+        if not colon:
+            raise ValueError("keyring: each entry is kid:<base64 of 32 bytes>")
+        entries.append((key_id.strip(), encoded.strip()))
+    return entries
+
+
+def load_keyring(settings: object) -> Keyring | None:
+    """The worker's keyring from its `Settings` (`keyring`, unwrapped with `kms_key` when that is set).
+    Raises `ValueError` (`KeyringUnavailable` for a KMS failure) at start rather than run without it."""
+    return Keyring.load(getattr(settings, "keyring", None), getattr(settings, "kms_key", None))
 
 
 def _parse_enc(ref: str | CredentialRef) -> CredentialRef:

@@ -24,6 +24,7 @@ from gateway_app.credentials.errors import CredentialsUnavailable
 from gateway_app.credentials.keyring import Keyring
 from gateway_app.credentials.refs import CredentialRef, describe_ref, parse_ref
 from gateway_app.credentials.secret import Secret
+from gateway_app.credentials.vault import VaultResolver
 
 MAX_FILE_BYTES = 64 * 1024
 
@@ -120,12 +121,23 @@ class CredentialResolver:
 
     @classmethod
     def from_settings(cls, settings: object, **kwargs: object) -> CredentialResolver:
-        """From the gateway's `Settings` (`keyring`, `secret_cache_seconds`)."""
-        return cls(
-            keyring=Keyring.load(getattr(settings, "keyring")),
+        """From the gateway's `Settings` (`keyring`, `kms_key`, `secret_cache_seconds`); `aws-sm` is
+        registered when the AWS SDK environment names a region (`AWS_REGION`...)."""
+        from gateway_app.credentials.aws import sm_resolver_from_environment
+        from gateway_app.credentials.azure_kv import from_env as azure_kv_from_env
+        from gateway_app.credentials.keyring import load_keyring
+
+        resolver = cls(
+            keyring=load_keyring(settings),  # KMS-unwrapped when `kms_key` is set; raises at start
             cache_seconds=getattr(settings, "secret_cache_seconds"),
             **kwargs,  # type: ignore[arg-type]
         )
+        resolver.register("vault", VaultResolver.from_environ(kwargs.get("environ")) or NotConfigured("vault"))  # type: ignore[arg-type]
+        resolver.register("azure-kv", azure_kv_from_env(kwargs.get("environ")))  # type: ignore[arg-type]
+        aws_sm = sm_resolver_from_environment(kwargs.get("environ"))  # type: ignore[arg-type]
+        if aws_sm is not None:  # a region in the AWS SDK environment; else aws-sm stays NotConfigured
+            resolver.register("aws-sm", aws_sm)
+        return resolver
 
     def register(self, scheme: str, resolver: SchemeResolver) -> None:
         """Plug in (or replace) the resolver of one scheme, e.g. a network store's SDK client."""
