@@ -1,4 +1,5 @@
-"""The canary: one random provider key, used through every reference kind and every failure path (401,
+"""The canary: one random provider key, used through every reference kind (env, file, enc, aws-sm against
+moto, vault against OpenBao, azure-kv against the Key Vault fake) and every failure path (401,
 500, a timeout, a profile carrying it by value, DLQ records, kill -9 and a restore from an empty data
 directory), then searched for raw, base64- and URL-encoded in everything the gateway wrote: every
 topic it produces to (changelogs included), its RocksDB files, its log, and its web responses."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -18,7 +20,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from gateway_app.credentials.keyring import Keyring, generate_key
 from tests.fakes.base import ServerThread
 from tests.integration.harness import Chat, message, profile, wait_until
+from tests.fakes.azure_keyvault import RunningKeyVault
+from tests.fakes.openbao import OpenBaoDevServer
 from tests.integration.test_credentials import KeyedOpenAI
+from tests.integration.test_credentials_aws import aws_client, aws_env  # noqa: F401  (a fixture)
 from tests.integration.test_faults import say
 
 TOKEN = "read-token-" + uuid.uuid4().hex
@@ -72,22 +77,28 @@ async def topic_records(bootstrap: str, prefix: str) -> tuple[int, list[bytes]]:
     return len(written), values
 
 
-async def test_the_canary_is_nowhere(cluster_factory, tmp_path, capsys):
+async def test_the_canary_is_nowhere(cluster_factory, tmp_path, capsys, aws_env):
     canary = "sk-canary-" + uuid.uuid4().hex
     fake = KeyedOpenAI()
     fake.valid = {canary}
     key_file = tmp_path / "canary-key"
     key_file.write_text(canary)
     kek = generate_key("kc")
-    with ServerThread(fake.app) as server:
+    aws_client(aws_env, "secretsmanager").create_secret(Name="canary", SecretString=json.dumps({"api_key": canary}))
+    with ServerThread(fake.app) as server, OpenBaoDevServer() as bao, RunningKeyVault(tmp_path) as key_vault:
+        bao.put("agents/canary", api_key=canary)
+        key_vault.vault.set_secret("canaryvault", "openai-key", canary)
         cluster = cluster_factory(OPENAI_API_KEY="sk-environment-not-this", OPENAI_BASE_URL=server.url + "/v1",
                                   CANARY_KEY=canary, GATEWAY_KEYRING=kek, GATEWAY_WEB_READ_TOKENS=TOKEN,
                                   GATEWAY_CALL_TIMEOUT_SECONDS="1", GATEWAY_RETRY_MAX_ATTEMPTS="2",
-                                  GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05")
+                                  GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05", VAULT_ADDR=bao.addr, VAULT_TOKEN=bao.token,
+                                  **aws_env, **key_vault.env())
         worker = cluster.worker()
         await asyncio.to_thread(worker.wait_ready)
         refs = {"env": "env:CANARY_KEY", "file": f"file:{key_file}",
-                "enc": Keyring.parse(kek).encrypt("canary-enc", "openai", canary)}
+                "enc": Keyring.parse(kek).encrypt("canary-enc", "openai", canary),
+                "aws": "aws-sm:canary#api_key", "vault": "vault:secret/agents/canary#api_key",
+                "azure": "azure-kv:canaryvault/openai-key"}
         async with Chat(cluster.deployment) as chat:
             for kind, ref in refs.items():
                 await chat.profile(profile(f"canary-{kind}", provider="openai", model="gpt-4o-mini",
@@ -102,8 +113,8 @@ async def test_the_canary_is_nowhere(cluster_factory, tmp_path, capsys):
                     await chat.message(msg)
             await chat.wait_replies(sent, timeout=120)
             statuses = [r["status"] for r in chat.replies() if r["message_id"] in sent]
-            assert statuses.count("ok") == 3 and statuses.count("error") == 9, statuses
-            await wait_until(lambda: len(chat.seen["dlq"]) >= 10, 60, "the DLQ records")
+            assert statuses.count("ok") == len(refs) and statuses.count("error") == 3 * len(refs), statuses
+            await wait_until(lambda: len(chat.seen["dlq"]) >= 3 * len(refs) + 1, 60, "the DLQ records")
 
             worker.kill()  # and a restore of every table from its changelog into an empty data directory
             shutil.rmtree(worker.data_dir)
@@ -124,7 +135,7 @@ async def test_the_canary_is_nowhere(cluster_factory, tmp_path, capsys):
         say(capsys, f"\n[canary] {found} occurrences of the canary key (raw, base64, URL-encoded) in "
                     f"{len(records)} records of {topics} topics, {len(files)} RocksDB files, the worker's log "
                     f"and {len(responses)} web responses; the provider saw it {fake.keys_seen.count(canary)} times")
-    assert fake.keys_seen.count(canary) >= 3  # it was really used, through env, file and enc
+    assert fake.keys_seen.count(canary) >= len(refs)  # it was really used, through every reference kind
     assert found == 0
     log = worker.log_path.read_text()  # redaction must not cost the log its meaning
     assert "profile.applied agent=canary-env version=1" in log and "Logging error" not in log
