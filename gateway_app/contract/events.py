@@ -1,6 +1,7 @@
 """The wire contract, version 1: every event the gateway reads or writes, in one place.
 
-Inputs accept snake_case and camelCase names and ignore unknown fields (the chat platform's services
+It is a little over 300 lines on purpose: the contract other services build against is read in one
+file. Inputs accept snake_case and camelCase names and ignore unknown fields (the chat platform's services
 are TypeScript and evolve independently). Outputs are always snake_case. The README's event section is
 written from these models; `gateway contract` prints their JSON schemas.
 """

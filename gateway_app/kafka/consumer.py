@@ -120,5 +120,15 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     tp.topic, tp.partition, expected, offset)
         await self.seek_wait({tp: expected})
 
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """faust's livelock detector (a diagnostic that only logs) reads aiokafka's position of every
+        assigned partition; a partition being reset to its start (`perform_seek` above) has none yet, and
+        aiokafka asserts on it, which crashed the worker (seen once in CI, two workers starting at once).
+        Such a partition has nothing to verify until its position is known."""
+        try:
+            super().verify_event_path(now, tp)
+        except AssertionError:
+            log.debug("consumer.verify_skipped topic=%s partition=%s: no position yet", tp.topic, tp.partition)
+
     def delivery_counts(self) -> Mapping[str, int]:
         return {**self.guard.counts, "gaps_accepted": self.guard.gaps_accepted}

@@ -50,3 +50,17 @@ def test_a_new_start_forgets_a_pending_repair():
     guard.start({P: 1})  # a rebalance: read again from the committed offset
     assert checks(guard, [1, 2, 3]) == ["process"] * 3
     assert guard.counts == {"process": 4, "duplicate": 0, "hole": 1, "stale": 0}
+
+
+def test_the_livelock_detector_skips_a_partition_without_a_position_instead_of_crashing(monkeypatch):
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    from gateway_app.kafka.consumer import OrderedConsumer
+
+    def no_position(self, now, tp):
+        raise AssertionError  # what aiokafka's `position` does for a partition still being reset
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "verify_event_path", no_position)
+    consumer = OrderedConsumer.__new__(OrderedConsumer)  # the method uses no state of its own
+    assert consumer.verify_event_path(0.0, TP("t", 0)) is None
