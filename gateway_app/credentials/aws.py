@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import os
 import threading
 from typing import Any, Callable, Mapping
 
 from gateway_app.credentials.errors import CredentialsUnavailable
+from gateway_app.credentials.keyring import decode_entry
 from gateway_app.credentials.refs import CredentialRef
 from gateway_app.credentials.secret import Secret
 
@@ -187,10 +187,7 @@ def unwrap_entries(entries: list[tuple[str, str]], kms_key: str, *, client: Any 
     kms = client if client is not None else _kms_client(key_id)
     keys: list[tuple[str, bytes]] = []
     for kid, encoded in entries:
-        try:
-            blob = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise KeyringUnavailable(f"keyring: wrapped key {kid!r} is not valid base64") from None
+        blob = decode_entry(kid, encoded, KeyringUnavailable)
         try:
             response = kms.decrypt(CiphertextBlob=blob, KeyId=key_id, EncryptionContext=encryption_context(kid))
         except Exception as exc:

@@ -48,6 +48,14 @@ def generate_key(key_id: str | None = None) -> str:
     return f"{key_id}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
 
 
+def decode_entry(key_id: str, encoded: str, error: type[Exception]) -> bytes:
+    """A keyring entry's base64 (a key, or a KMS-wrapped one) as bytes; `error` says what it is not."""
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise error(f"keyring: key {key_id!r} is not valid base64") from None
+
+
 def associated_data(agent_id: str, provider: str) -> bytes:
     return f"{agent_id}\x1f{provider}".encode("utf-8")
 
@@ -84,14 +92,7 @@ class Keyring:
             from gateway_app.credentials.aws import unwrap_entries
 
             return cls(unwrap_entries(entries, kms_key))
-        keys: list[tuple[str, bytes]] = []
-        for key_id, encoded in entries:
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError(f"keyring: key {key_id!r} is not valid base64") from None
-            keys.append((key_id, key))
-        return cls(keys)
+        return cls([(key_id, decode_entry(key_id, encoded, ValueError)) for key_id, encoded in entries])
 
     @classmethod
     def load(cls, setting: SecretStr | str | None, kms_key: str | None = None) -> Keyring | None:

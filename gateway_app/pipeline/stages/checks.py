@@ -30,9 +30,7 @@ class PreCallChecks:
         for spec, options in stages_at(self.plugins, profile, "pre_call"):
             seen = StageInput(ctx.message, profile, request, options)
             verdict = await run_plugin(spec, seen, ctx, self.counters)
-            if isinstance(verdict, Block):
-                note(ctx, spec, "block", verdict.reason)
-                raise Blocked(spec.name, verdict.reason or "input refused")
+            refuse_if_blocked(ctx, spec, verdict, "input refused")
             if isinstance(verdict, Answer):
                 note(ctx, spec, "answer", verdict.reason)
                 result = ChatResult(text=verdict.content, finish_reason="stop", usage=TokenUsage(0, 0))
@@ -62,9 +60,7 @@ class PostCallChecks:
         for spec, options in stages_at(self.plugins, profile, "post_call"):
             seen = StageInput(ctx.message, profile, request, options, result=ctx.result, regenerated=regenerated)
             verdict = await run_plugin(spec, seen, ctx, self.counters)
-            if isinstance(verdict, Block):
-                note(ctx, spec, "block", verdict.reason)
-                raise Blocked(spec.name, verdict.reason or "answer refused")
+            refuse_if_blocked(ctx, spec, verdict, "answer refused")
             if isinstance(verdict, Regenerate):
                 note(ctx, spec, "regenerate", verdict.reason)
                 return spec.name
@@ -75,3 +71,9 @@ class PostCallChecks:
                 note(ctx, spec, "replace", verdict.reason)
                 ctx.result = replace(ctx.result, text=verdict.content, finish_reason="content_filter", tool_calls=())
         return None
+
+
+def refuse_if_blocked(ctx: MessageContext, spec, verdict, default_reason: str) -> None:
+    if isinstance(verdict, Block):
+        note(ctx, spec, "block", verdict.reason)
+        raise Blocked(spec.name, verdict.reason or default_reason)
