@@ -27,6 +27,8 @@ def register(app: faust.App, forwarder: InputForwarder, topics: GatewayTopics) -
         "intake-profile-created": topics.profile_created,
         "intake-profile-updated": topics.profile_updated,
         "intake-profile-deleted": topics.profile_deleted,
+        "intake-tool-results": topics.tool_results,
+        "intake-conversation-cleared": topics.conversation_cleared,
     }
     for name, topic in sources.items():
         app.agent(topic, name=name)(_intake_loop(app, forwarder))

@@ -11,13 +11,23 @@ from dataclasses import dataclass
 
 import faust
 
+from typing import TYPE_CHECKING
+
+from agents_tables.conversations import Caps, ConversationStore
 from agents_tables.outcomes import OutcomeStore
 from agents_tables.profiles import ProfileStore
+from agents_tables.response_cache import CacheStore
 from agents_tables.windows import WindowStore
+
+if TYPE_CHECKING:
+    from gateway_app.settings import Settings
 
 PROFILES = "agent-profiles"
 RATE_WINDOWS = "agent-rate-windows"
 OUTCOMES = "message-outcomes"
+CONVERSATIONS = "agent-conversations"
+RESPONSE_CACHE = "response-cache"
+CACHE_STATS = "response-cache-stats"
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,9 @@ class GatewayTables:
     profiles: faust.Table       # agent id -> profile row (agents_tables.profiles)
     rate_windows: faust.Table   # agent id -> current window row (agents_tables.windows)
     outcomes: faust.Table       # message id -> the reply and billing already produced (agents_tables.outcomes)
+    conversations: faust.Table  # agent id + room id -> the turns (agents_tables.conversations)
+    response_cache: faust.Table  # agent id + request hash -> an answer (agents_tables.response_cache)
+    cache_stats: faust.Table    # agent id -> cache lookups, hits and savings
 
 
 @dataclass(frozen=True)
@@ -34,16 +47,22 @@ class Stores:
     profiles: ProfileStore
     windows: WindowStore
     outcomes: OutcomeStore
+    conversations: ConversationStore
+    cache: CacheStore
 
     @classmethod
-    def over(cls, tables: GatewayTables, profile_cache_size: int, outcomes_per_partition: int) -> "Stores":
-        return cls(ProfileStore(tables.profiles, profile_cache_size), WindowStore(tables.rate_windows),
-                   OutcomeStore(tables.outcomes, outcomes_per_partition))
+    def over(cls, tables: GatewayTables, settings: "Settings") -> "Stores":
+        return cls(ProfileStore(tables.profiles, settings.profile_cache_size), WindowStore(tables.rate_windows),
+                   OutcomeStore(tables.outcomes, settings.dedupe_per_partition),
+                   ConversationStore(tables.conversations,
+                                     Caps(settings.conversation_max_turns, settings.conversation_max_bytes)),
+                   CacheStore(tables.response_cache, tables.cache_stats, settings.cache_entries_per_partition))
 
     def forget_local_state(self) -> None:
         """A rebalance: caches and per-partition bookkeeping may no longer match the rows we own."""
         self.profiles.forget_cached()
         self.outcomes.forget_recent()
+        self.cache.forget_recent()
 
 
 def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> GatewayTables:
@@ -61,4 +80,7 @@ def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> Gatew
         # Raw bytes, stored as they are (agents_tables.outcomes): one row per answered message, the hottest table.
         outcomes=table(OUTCOMES, "Replies and billing already produced, by message id, for redeliveries.",
                        value_type=bytes),
+        conversations=table(CONVERSATIONS, "Conversation turns by agent id + room id.", value_type=bytes),
+        response_cache=table(RESPONSE_CACHE, "Cached answers by agent id + request hash.", value_type=bytes),
+        cache_stats=table(CACHE_STATS, "Response cache lookups, hits and savings by agent id.", value_type=bytes),
     )

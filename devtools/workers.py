@@ -37,8 +37,8 @@ class Deployment:
 
     @property
     def topics(self) -> dict[str, str]:
-        keys = ["messages", "profile_created", "profile_updated", "profile_deleted", "replies", "reply_chunks",
-                "billing", "dlq", "agent_events"]
+        keys = ["messages", "profile_created", "profile_updated", "profile_deleted", "tool_results",
+                "conversation_cleared", "replies", "reply_chunks", "billing", "dlq", "agent_events"]
         return {key: self.topic(key) for key in keys}
 
     def environment(self) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Awaitable, Callable
 import faust
 import mode
 
-from agents_tables import answering, intake
+from agents_tables import answering, intake, sweep
 from agents_tables.tables import GatewayTables, Stores, define_tables
 from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.forwarding import InputForwarder
@@ -90,7 +90,8 @@ def faust_app(settings: Settings) -> faust.App:
 
 
 COUNTERS = ("answered", "rejected", "blocked", "redelivered", "absorbed", "profiles_applied", "profiles_stale",
-            "stages_failed_open")
+            "stages_failed_open", "turns_appended", "conversations_cleared", "cache_hits", "cache_misses",
+            "cache_saved_microusd", "cache_expired")
 
 
 async def graceful_stop(app: faust.App, dispatcher: Dispatcher, grace_seconds: float) -> None:
@@ -109,7 +110,7 @@ def build_services(settings: Settings, tables: GatewayTables, publisher: Publish
                    plugins: Plugins) -> Services:
     endpoints = Endpoints(settings.breaker_policy(), settings.provider_caps())
     caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight))
-    stores = Stores.over(tables, settings.profile_cache_size, settings.dedupe_per_partition)
+    stores = Stores.over(tables, settings)
     return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins,
                     dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings))
 
@@ -125,6 +126,7 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     dispatcher = Dispatcher(services)
     intake.register(app, InputForwarder(settings, publisher, is_known, plugins.check_stage), topics)
     answering.register(app, dispatcher, topics)
+    sweep.register(app, services.stores, publisher, settings.sweep_interval_seconds)
     views.register(app, settings, topics, services, dispatcher)
     app.before_stop = lambda: graceful_stop(app, dispatcher, settings.shutdown_grace_seconds)
 

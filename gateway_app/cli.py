@@ -2,7 +2,7 @@
 
 - `gateway worker [faust worker options]`: run a worker (e.g. `--web-port 6067 --data-dir d -l info`);
 - `gateway demo`: publish a demo echo agent and message, print the reply;
-- `gateway contract`: print the JSON schemas of every event of the wire contract;
+- `gateway contract`: print the JSON schema of every event of the wire contract, each with an example;
 - `gateway plugins [--json]`: list the installed provider and stage plugins (exit 1 if one is unusable).
 - `gateway keys generate [--id KID]`: print a new keyring entry `kid:<base64>` for GATEWAY_KEYRING;
 - `gateway keys encrypt --agent A --provider P`: read a provider key on stdin, print its `enc:` reference
@@ -45,8 +45,10 @@ def split_data_dir(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def print_contract() -> int:
     from gateway_app.contract.events import INPUT_EVENTS, OUTPUT_EVENTS
+    from gateway_app.contract.examples import EXAMPLES
 
-    schemas = {topic: model.model_json_schema() for topic, model in {**INPUT_EVENTS, **OUTPUT_EVENTS}.items()}
+    schemas = {topic: {**model.model_json_schema(), "examples": [EXAMPLES[topic]]}
+               for topic, model in {**INPUT_EVENTS, **OUTPUT_EVENTS}.items()}
     print(json.dumps(schemas, indent=2))
     return 0
 

@@ -21,26 +21,31 @@ from gateway_app.contract.decode import (
     InputLimits,
     Rejection,
     StageCheck,
+    decode_conversation_cleared,
     decode_message,
     decode_profile,
     decode_profile_deleted,
+    decode_tool_results,
 )
 from gateway_app.contract.events import AgentProfile, ErrorCode
 from gateway_app.credentials.refs import find_plaintext_secrets, parse_ref, redact_plaintext
 from gateway_app.credentials.secret import fingerprint
 from gateway_app.log_redaction import KEY_SHAPES
 from gateway_app.contract.internal import (
+    AnyAgentEvent,
+    ConversationClearedRecord,
     MessageRecord,
     Origin,
     ProfileDeletedRecord,
     ProfileRecord,
+    ToolResultsRecord,
     encode_agent_event,
 )
 from gateway_app.pipeline import records
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
 
-Decoder = Callable[[bytes | None, Origin], MessageRecord | ProfileRecord | ProfileDeletedRecord | Rejection]
+Decoder = Callable[[bytes | None, Origin], AnyAgentEvent | Rejection]
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -78,12 +83,24 @@ class InputForwarder:
             return decoded if isinstance(decoded, Rejection) else \
                 ProfileDeletedRecord(agent_id=decoded.agent_id, payload=decoded, origin=origin)
 
+        def tool_results(raw: bytes | None, origin: Origin):
+            decoded = decode_tool_results(raw, limits)
+            return decoded if isinstance(decoded, Rejection) else \
+                ToolResultsRecord(agent_id=decoded.agent_id, payload=decoded, origin=origin)
+
+        def cleared(raw: bytes | None, origin: Origin):
+            decoded = decode_conversation_cleared(raw)
+            return decoded if isinstance(decoded, Rejection) else \
+                ConversationClearedRecord(agent_id=decoded.agent_id, payload=decoded, origin=origin)
+
         topics = settings.topics
         self.decoders: dict[str, tuple[str, Decoder]] = {
             topics.messages: ("message", message),
             topics.profile_created: ("profile", profile),
             topics.profile_updated: ("profile", profile),
             topics.profile_deleted: ("profile_deleted", deleted),
+            topics.tool_results: ("tool_results", tool_results),
+            topics.conversation_cleared: ("conversation_cleared", cleared),
         }
 
     async def handle(self, event) -> None:
@@ -106,7 +123,7 @@ class InputForwarder:
         await self.publisher.dead_letter(
             records.dead_letter(origin, rejection.code, rejection.reason, message_id=message_id, agent_id=agent_id)
         )
-        if kind != "message" or room_id is None:
+        if kind not in ("message", "tool_results") or room_id is None:
             return
         # The room can be told: an error reply, so the user is not left waiting.
         await self.publisher.reply(records.rejected_input_reply(
@@ -134,19 +151,43 @@ def plaintext_leak(kind: str, raw: bytes | None) -> tuple[bytes, Rejection] | No
     if not isinstance(data, dict):
         return None
     found = find_plaintext_secrets(data)
-    content = data.get("content")
-    keys_in_text = KEY_SHAPES.findall(content) if kind == "message" and isinstance(content, str) else []
-    if keys_in_text and all(path != "$.content" for path, _ in found):
-        found.append(("$.content", fingerprint(next(part for part in keys_in_text[0] if part))))
+    texts = _texts(kind, data)
+    for path, text in texts:
+        keys_in_text = KEY_SHAPES.findall(text)
+        if keys_in_text and all(where != path for where, _ in found):
+            found.append((path, fingerprint(next(part for part in keys_in_text[0] if part))))
     if not found:
         return None
     where = ", ".join(f"{path} (fp={fp})" for path, fp in found[:5])
     reason = f"a key was sent by value, not by reference, at {where}; send a credential reference instead"
     redacted = redact_plaintext(data)
-    if keys_in_text:
-        redacted["content"] = KEY_SHAPES.sub(lambda m: f"[redacted plaintext secret fp={fingerprint(m.group(0))}]",
-                                             content)
+    for path, text in texts:
+        _put(redacted, path, KEY_SHAPES.sub(
+            lambda m: f"[redacted plaintext secret fp={fingerprint(m.group(0))}]", text))
     return json.dumps(redacted).encode(), Rejection(ErrorCode.PLAINTEXT_SECRET, reason, redacted)
+
+
+def _texts(kind: str, data: dict) -> list[tuple[str, str]]:
+    """The free texts of an input that may carry a key pasted by someone: a message's content, each
+    tool result's content."""
+    if kind == "message" and isinstance(data.get("content"), str):
+        return [("$.content", data["content"])]
+    results = data.get("results")
+    if kind != "tool_results" or not isinstance(results, list):
+        return []
+    return [(f"$.results[{i}].content", r["content"]) for i, r in enumerate(results)
+            if isinstance(r, dict) and isinstance(r.get("content"), str)]
+
+
+def _put(data: dict, path: str, value: str) -> None:
+    """Set the text at one of `_texts`' paths in the (redacted copy of the) event."""
+    if path == "$.content":
+        data["content"] = value
+        return
+    index = int(path[len("$.results["):path.index("]")])
+    results = data.get("results")
+    if isinstance(results, list) and index < len(results) and isinstance(results[index], dict):
+        results[index]["content"] = value
 
 
 def bad_credential_refs(profile: AgentProfile) -> Rejection | None:

@@ -12,7 +12,7 @@ from typing import Awaitable
 from faust.types import ProducerT
 from pydantic import BaseModel
 
-from gateway_app.contract.events import BillingEvent, DeadLetter, MessageReply, ReplyChunk
+from gateway_app.contract.events import BillingEvent, ConversationCleared, DeadLetter, MessageReply, ReplyChunk
 from gateway_app.topics import GatewayTopics
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,18 @@ class Publisher:
     def __init__(self, topics: GatewayTopics, producer: ProducerT) -> None:
         self.producer = producer
         self.names = {name: getattr(topics, name).get_topic_name()
-                      for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq")}
+                      for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq",
+                                                                "conversation_cleared")}
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> Awaitable:
         return await self.producer.send(self.names[topic], key, value, partition=None, timestamp=None, headers=None)
 
     async def forward(self, agent_id: str, value: bytes) -> Awaitable:
         return await self._send("agent_events", agent_id.encode(), value)
+
+    async def clear_conversation(self, event: ConversationCleared) -> Awaitable:
+        """Onto the input topic, like any chat service's clear: it takes its place in the agent's stream."""
+        return await self._send("conversation_cleared", event.agent_id.encode(), encode(event))
 
     async def reply(self, reply: MessageReply) -> Awaitable:
         return await self.send_reply_bytes(reply.room_id, encode(reply))

@@ -35,6 +35,8 @@ class TopicNames(BaseSettings):
     reply_chunks: str = "ai-message-reply-chunks"
     billing: str = "ai-billing-events"
     dlq: str = "ai-message-dlq"
+    tool_results: str = "ai-tool-results"
+    conversation_cleared: str = "conversation-cleared"
     # Internal: every input re-keyed by agent id, so a profile and the messages for it share a partition.
     agent_events: str = "gateway-agent-events"
 
@@ -123,6 +125,19 @@ class Settings(BaseSettings):
 
     # Redelivery: how many answered messages each partition remembers.
     dedupe_per_partition: int = Field(20_000, ge=100)
+    # Conversations (profiles with `context`): what one room keeps at most, whatever its profile asks;
+    # the oldest whole exchanges go first. Idle rooms and expired cache entries are looked for this often.
+    conversation_max_turns: int = Field(200, ge=1, le=10_000)
+    conversation_max_bytes: int = Field(262_144, ge=1024)
+    sweep_interval_seconds: float = Field(300.0, gt=0)
+    # Response cache (profiles with `cache`): entries kept per partition (the oldest go first), and the
+    # largest answer cached.
+    cache_entries_per_partition: int = Field(10_000, ge=10)
+    cache_max_entry_bytes: int = Field(65_536, ge=1024)
+    # Server-Sent Events (`GET /rooms/{room_id}/stream`): open streams per worker (more get 503), and
+    # how often an idle stream gets a keep-alive comment.
+    sse_max_streams: int = Field(100, ge=1)
+    sse_keepalive_seconds: float = Field(15.0, gt=0)
     # Decoded profiles kept in memory per worker (the table stays the source of truth).
     profile_cache_size: int = Field(10_000, ge=0)
 

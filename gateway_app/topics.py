@@ -17,6 +17,8 @@ class GatewayTopics:
     profile_created: faust.TopicT
     profile_updated: faust.TopicT
     profile_deleted: faust.TopicT
+    tool_results: faust.TopicT
+    conversation_cleared: faust.TopicT
     agent_events: faust.TopicT
     replies: faust.TopicT
     reply_chunks: faust.TopicT
@@ -40,6 +42,8 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
         profile_created=owned(names.profile_created),
         profile_updated=owned(names.profile_updated),
         profile_deleted=owned(names.profile_deleted),
+        tool_results=owned(names.tool_results),
+        conversation_cleared=owned(names.conversation_cleared),
         agent_events=owned(names.agent_events),
         replies=owned(names.replies),
         reply_chunks=owned(names.reply_chunks),

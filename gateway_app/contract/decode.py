@@ -12,9 +12,12 @@ from gateway_app.errors import GatewayError
 from gateway_app.contract.events import (
     AgentProfile,
     AgentProfileDeleted,
+    ConversationCleared,
     ErrorCode,
     MessageCreated,
+    ToolResults,
 )
+from gateway_app.pipeline.formats import check_schema
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -126,7 +129,39 @@ def decode_profile(
         problem = check_stage(ref.name, ref.options)
         if problem is not None:
             return Rejection(problem[0], problem[1], result.model_dump())
+    schema = result.response_format.json_schema
+    problem = None if schema is None else check_schema(schema) or _remote_refs(schema)
+    if problem is not None:
+        return Rejection(ErrorCode.INVALID_EVENT, f"response_format.schema: {problem}", result.model_dump())
     return result
+
+
+def _remote_refs(schema: Any) -> str | None:
+    """A `$ref` outside the schema would be fetched by nobody (the gateway never fetches): refuse it here
+    rather than fail every reply."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return f"$ref {ref[:100]!r} points outside the schema; only local references (#...) are resolved"
+        return next((p for p in map(_remote_refs, schema.values()) if p), None)
+    if isinstance(schema, list):
+        return next((p for p in map(_remote_refs, schema) if p), None)
+    return None
+
+
+def decode_tool_results(raw: bytes | None, limits: InputLimits) -> ToolResults | Rejection:
+    result = decode(ToolResults, raw)
+    if isinstance(result, Rejection):
+        return result
+    size = sum(len(r.content) for r in result.results)
+    if size > limits.max_content_chars:
+        reason = f"results have {size} characters of content; the limit is {limits.max_content_chars}"
+        return Rejection(ErrorCode.CONTENT_TOO_LONG, reason, result.model_dump(mode="json"))
+    return result
+
+
+def decode_conversation_cleared(raw: bytes | None) -> ConversationCleared | Rejection:
+    return decode(ConversationCleared, raw)
 
 
 def decode_profile_deleted(raw: bytes | None) -> AgentProfileDeleted | Rejection:

@@ -1,9 +1,10 @@
-"""The wire contract, version 1: every event the gateway reads or writes, in one place.
+"""The wire contract, version 1: every event the gateway reads or writes, in one place (the agent
+profile and its parts are in `contract.profile`, re-exported here).
 
-It is a little over 300 lines on purpose: the contract other services build against is read in one
-file. Inputs accept snake_case and camelCase names and ignore unknown fields (the chat platform's services
-are TypeScript and evolve independently). Outputs are always snake_case. The README's event section is
-written from these models; `gateway contract` prints their JSON schemas.
+Inputs accept snake_case and camelCase names and ignore unknown fields (the chat platform's services
+are TypeScript and evolve independently). Outputs are always snake_case. Fields added since the first
+release all have defaults, so the version stays 1. The README's event section is written from these
+models; `gateway contract` prints their JSON schemas.
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, field_validator
 
-CONTRACT_VERSION = 1
-
-
-class _Input(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, strict=False
-    )
-
-
-class _Output(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from gateway_app.contract.model import CONTRACT_VERSION, _Input, _Output
+from gateway_app.contract.profile import (  # noqa: F401  (re-exported: the contract in one import)
+    MAX_CONTEXT_TURNS,
+    MAX_FALLBACKS,
+    MAX_PROFILE_STAGES,
+    AgentProfile,
+    CacheSpec,
+    ContextSpec,
+    Credentials,
+    FallbackTarget,
+    FunctionSpec,
+    RateLimits,
+    ResponseFormat,
+    StageRef,
+    ToolSpec,
+)
 
 
 class MessageCreated(_Input):
@@ -47,84 +52,39 @@ class MessageCreated(_Input):
         return value
 
 
-class RateLimits(_Input):
-    """Per-agent limits; null means unlimited."""
-
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+MAX_TOOL_RESULTS = 64
 
 
-class FunctionSpec(_Input):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
-    description: str = ""
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+class ToolResult(_Input):
+    tool_call_id: str = Field(min_length=1, max_length=256)
+    content: str = Field(max_length=1_000_000)
+    is_error: bool = False  # the tool failed; `content` says how (the model is told it is an error)
 
 
-class ToolSpec(_Input):
-    """A function the model may call, in the OpenAI shape; each provider maps it to its own."""
+class ToolResults(_Input):
+    """`ai-tool-results`: what the platform's tools answered to the tool calls of an earlier reply.
+    The gateway appends them to the conversation and calls the model again; the answer is a reply to
+    this event (`message_id`), which may ask for more tools."""
 
-    type: Literal["function"] = "function"
-    function: FunctionSpec
-
-
-class Credentials(_Input):
-    """Which key a provider call uses, by reference, never by value: `env:NAME`, `file:/path`,
-    `aws-sm:<secret id>[#field]`, `azure-kv:<vault>/<secret>[/<version>]`, `vault:<mount>/<path>#<field>`,
-    or `enc:v1:<key id>:<base64url>` (encrypted under the gateway's keyring, bound to agent and provider).
-    During a key rotation the secondary is tried once after a 401, until `secondary_until`."""
-
-    key_ref: str = Field(min_length=1, max_length=2048)
-    secondary_key_ref: str | None = Field(default=None, min_length=1, max_length=2048)
-    secondary_until: datetime | None = None
+    message_id: str = Field(min_length=1, max_length=256)  # of this event; the reply's message_id
+    reply_to: str = Field(min_length=1, max_length=256)    # the message id whose reply asked for the tools
+    agent_id: str = Field(min_length=1, max_length=256)
+    room_id: str = Field(min_length=1, max_length=256)
+    user_id: str | None = Field(default=None, max_length=256)
+    results: list[ToolResult] = Field(min_length=1, max_length=MAX_TOOL_RESULTS)
+    created_at: datetime | None = None
+    metadata: dict[str, Any] | None = None
 
 
-class FallbackTarget(_Input):
-    """A provider + model tried when the ones before it failed after their retries or are circuit-open."""
-
-    provider: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
-    credentials: Credentials | None = None  # none: the provider's key from the worker's environment
-
-
-MAX_FALLBACKS = 4
-MAX_PROFILE_STAGES = 8
-
-
-class StageRef(_Input):
-    """An extra stage (from an installed plugin) this agent's messages go through, with its options."""
-
-    name: str = Field(min_length=1, max_length=64)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class AgentProfile(_Input):
-    """`agent-profile-created` / `agent-profile-updated`: the full profile of one agent."""
+class ConversationCleared(_Input):
+    """`conversation-cleared`: forget a room's conversation with an agent (only the turns before
+    `before`, when given). Takes effect at its place in the agent's stream."""
 
     agent_id: str = Field(min_length=1, max_length=256)
-    version: int = Field(ge=0)
-    name: str = ""
-    provider: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    system_prompt: str = ""
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    max_tokens: int = Field(default=512, ge=1, le=1_000_000)
-    rate_limits: RateLimits = Field(default_factory=RateLimits)
-    enabled: bool = True
-    # Provider-specific knobs, e.g. {"latency_ms": 200} for echo, {"base_url": ...} for local.
-    options: dict[str, Any] = Field(default_factory=dict)
-    # This agent's own provider key, by reference (none: the provider's key from the environment).
-    credentials: Credentials | None = None
-    # Up to 4 stop sequences, and tools in the OpenAI function-tool shape
-    # ({"type": "function", "function": {"name", "description", "parameters"}}); each provider maps them.
-    stop: list[str] = Field(default_factory=list, max_length=4)
-    tools: list[ToolSpec] = Field(default_factory=list, max_length=64)
-    fallbacks: list[FallbackTarget] = Field(default_factory=list, max_length=MAX_FALLBACKS)
-    # Stream the answer: chunk events on `ai-message-reply-chunks`, then the usual final reply.
-    stream: bool = False
-    # Extra stages from installed plugins, run in this order within their position (pre-call, post-call,
-    # outputs). Built-in stages always run; a name no plugin provides is rejected at intake.
-    stages: list[StageRef] = Field(default_factory=list, max_length=MAX_PROFILE_STAGES)
+    room_id: str = Field(min_length=1, max_length=256)
+    before: datetime | None = None
+    clear_id: str | None = Field(default=None, max_length=256)  # the sender's id for it, echoed in the log
+    created_at: datetime | None = None
 
 
 class AgentProfileDeleted(_Input):
@@ -173,6 +133,9 @@ class ErrorCode(StrEnum):
     CREDENTIALS_UNAVAILABLE = "credentials_unavailable"  # a reference could not be resolved (fails closed)
     STAGE_FAILED = "stage_failed"          # a `closed` stage raised, hung past its limit or returned garbage
     BLOCKED_BY_STAGE = "blocked_by_stage"  # a check stage blocked the input or the answer (status blocked)
+    UNKNOWN_TOOL_CALL = "unknown_tool_call"  # tool results for a call the conversation does not have
+    TOOL_CALL_ANSWERED = "tool_call_answered"  # tool results for a call that already has its results
+    INVALID_RESPONSE_FORMAT = "invalid_response_format"  # not valid JSON (for its schema), also after a repair
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
 
 
@@ -225,6 +188,9 @@ class MessageReply(_Output):
     provider_request_id: str | None = None
     tool_calls: list[ToolCallOut] = Field(default_factory=list)  # functions the model asks the caller to run
     stages: list[StageNote] = Field(default_factory=list)  # stages that answered, changed, blocked or were skipped
+    reply_to: str | None = None   # for a reply to tool results: the message whose tool calls they answer
+    cache_hit: bool = False       # answered from the response cache, without a provider call
+    truncated: bool = False       # cut at `max_reply_chars` (at a sentence boundary)
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -269,6 +235,11 @@ class BillingEvent(_Output):
     reasoning_tokens: int = 0
     fallback_index: int = 0
     provider_request_id: str | None = None
+    # A cache hit: no tokens used, cost 0; what the call it saved had used and cost.
+    cache_hit: bool = False
+    saved_input_tokens: int = 0
+    saved_output_tokens: int = 0
+    saved_cost_usd: str | None = None
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -298,6 +269,8 @@ INPUT_EVENTS: dict[str, type[BaseModel]] = {
     "agent-profile-created": AgentProfile,
     "agent-profile-updated": AgentProfile,
     "agent-profile-deleted": AgentProfileDeleted,
+    "ai-tool-results": ToolResults,
+    "conversation-cleared": ConversationCleared,
 }
 OUTPUT_EVENTS: dict[str, type[BaseModel]] = {
     "ai-message-reply": MessageReply,

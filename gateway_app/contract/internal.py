@@ -4,8 +4,10 @@ Profiles and messages travel on one topic so that, per agent, they are read in o
 change takes effect at an exact point in that agent's stream, and table rows and the messages that
 read them always live on the same partition.
 
-A record is a discriminated union on `kind` (message | profile | profile deleted), decoded once with its
-typed payload. The bytes on the topic are `{"kind", "agent_id", "payload", "origin"}` with the payload in
+A record is a discriminated union on `kind` (message | tool results | profile | profile deleted |
+conversation cleared | cache expired), decoded once with its typed payload. The last two are also
+written by the gateway itself (its sweep of idle rooms and expired cache entries), so that every table
+write happens at the owner, at an exact point of the agent's stream. The bytes on the topic are `{"kind", "agent_id", "payload", "origin"}` with the payload in
 snake_case, as the intake wrote them since contract v1.
 """
 
@@ -15,7 +17,15 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from gateway_app.contract.events import AgentProfile, AgentProfileDeleted, MessageCreated
+from functools import cached_property
+
+from gateway_app.contract.events import (
+    AgentProfile,
+    AgentProfileDeleted,
+    ConversationCleared,
+    MessageCreated,
+    ToolResults,
+)
 
 
 class Origin(BaseModel):
@@ -53,15 +63,52 @@ class ProfileDeletedRecord(_Record):
     payload: AgentProfileDeleted
 
 
-AgentEvent = Annotated[Union[MessageRecord, ProfileRecord, ProfileDeletedRecord], Field(discriminator="kind")]
+class ToolResultsRecord(_Record):
+    kind: Literal["tool_results"] = "tool_results"
+    payload: ToolResults
+
+    @cached_property
+    def as_message(self) -> MessageCreated:
+        """The event as the message the stages see (ids, room, user; the results' text as its content,
+        for estimates and check stages). The results themselves reach the prompt as tool messages."""
+        text = "\n".join(result.content for result in self.payload.results)
+        event = self.payload
+        return MessageCreated(message_id=event.message_id, agent_id=event.agent_id, room_id=event.room_id,
+                              user_id=event.user_id, content=text if text.strip() else "(empty tool results)",
+                              created_at=event.created_at, metadata=event.metadata)
+
+
+class ConversationClearedRecord(_Record):
+    kind: Literal["conversation_cleared"] = "conversation_cleared"
+    payload: ConversationCleared
+    idle_only: bool = False  # the sweep's: clear only if the room is still idle past its ttl
+
+
+class CacheExpired(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agent_id: str
+    keys: list[str]
+
+
+class CacheExpiredRecord(_Record):
+    kind: Literal["cache_expired"] = "cache_expired"
+    payload: CacheExpired
+
+
+AnyAgentEvent = Union[MessageRecord, ToolResultsRecord, ProfileRecord, ProfileDeletedRecord,
+                      ConversationClearedRecord, CacheExpiredRecord]
+AgentEvent = Annotated[AnyAgentEvent, Field(discriminator="kind")]
 AGENT_EVENT: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+# What the pipeline answers (a reply per record); the other kinds change tables only.
+Answerable = MessageRecord | ToolResultsRecord
 
 
-def decode_agent_event(raw: bytes) -> MessageRecord | ProfileRecord | ProfileDeletedRecord:
+def decode_agent_event(raw: bytes) -> AnyAgentEvent:
     """Raises pydantic's ValidationError: only the gateway writes this topic, so a bad record is a bug."""
     return AGENT_EVENT.validate_json(raw)
 
 
-def encode_agent_event(record: MessageRecord | ProfileRecord | ProfileDeletedRecord) -> bytes:
+def encode_agent_event(record: AnyAgentEvent) -> bytes:
     # by_alias=False: the payload goes out in snake_case, whatever case the input used.
     return record.model_dump_json().encode()

@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 from gateway_app.contract.events import AgentProfile, MessageCreated, StageNote
-from gateway_app.contract.internal import MessageRecord, Origin
+from agents_tables.conversations import Conversation, Turn
+from agents_tables.response_cache import CachedAnswer
+from gateway_app.contract.events import ToolResults
+from gateway_app.contract.internal import Answerable, MessageRecord, Origin
 from gateway_app.pipeline.acker import AckSlot
 from gateway_app.pipeline.caller import Answer, CallLog
 from gateway_app.pipeline.turns import Ticket
@@ -38,7 +41,7 @@ class StageAnswer:
 @dataclass(eq=False)
 class MessageContext:
     # Read from the stream (the dispatcher): never changed.
-    record: MessageRecord
+    record: Answerable  # a message, or tool results (answered like one)
     partition: int
     slot: AckSlot
     arrived: float = field(default_factory=time.monotonic)
@@ -49,12 +52,21 @@ class MessageContext:
     reservation: Reservation | None = None
     # Conversation turn: one call at a time per agent + room.
     conversation_turn: Ticket | None = None
-    # Prompt: the normalized request (the model and options are the target's, set per target).
+    # Prompt: the normalized request (the model and options are the target's, set per target), the
+    # conversation it was built from, the turn an ok reply appends, and the prompt's raw token estimate.
     request: ChatRequest | None = None
+    conversation_row: Conversation | None = None
+    new_turn: Turn | None = None
+    prompt_estimate: int = 0
+    input_estimate: int = 0  # of the new input alone (the turn's input tokens, once corrected)
+    # Response cache: the request's hash (when the profile caches) and the entry that answered.
+    cache_key: str | None = None
+    cache_hit: CachedAnswer | None = None
     # Pre-call checks may answer; otherwise the provider call does. Post-call checks may change `result`.
     stage_answer: StageAnswer | None = None
     answers: list[Answer] = field(default_factory=list)  # every provider answer (a regeneration adds one)
     result: ChatResult | None = None                      # what the reply will say
+    truncated: bool = False  # the reply format stage cut `result` to the profile's max_reply_chars
     calls: CallLog | None = None  # set by the first provider call: its deadline starts then, not at arrival
     # What non-passing stages did (for the reply), and how long each stage took (ms).
     notes: list[StageNote] = field(default_factory=list)
@@ -67,7 +79,13 @@ class MessageContext:
 
     @property
     def message(self) -> MessageCreated:
-        return self.record.payload
+        record = self.record
+        return record.payload if isinstance(record, MessageRecord) else record.as_message
+
+    @property
+    def tool_results(self) -> ToolResults | None:
+        record = self.record
+        return None if isinstance(record, MessageRecord) else record.payload
 
     @property
     def origin(self) -> Origin:

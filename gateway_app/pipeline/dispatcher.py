@@ -27,10 +27,18 @@ from pydantic import ValidationError
 
 from agents_tables.outcomes import Redelivery, origin_key, redelivery
 from gateway_app.contract.events import ErrorCode, ReplyStatus
-from gateway_app.contract.internal import MessageRecord, decode_agent_event
+from gateway_app.contract.internal import (
+    Answerable,
+    CacheExpiredRecord,
+    ConversationClearedRecord,
+    MessageRecord,
+    ToolResultsRecord,
+    decode_agent_event,
+)
 from gateway_app.errors import Rejected
 from gateway_app.pipeline.acker import InOrderAcker
 from gateway_app.pipeline.context import MessageContext
+from gateway_app.pipeline.forgetting import Forgetting
 from gateway_app.pipeline.pipeline import Pipeline
 from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.outputs import resend
@@ -54,6 +62,7 @@ class Dispatcher:
         self.counters = services.counters
         self.resets = 0  # rebalances seen; events that waited across one are dropped
         self.draining = False  # a graceful stop is under way: nothing new starts
+        self.forgetting = Forgetting(services)
 
     async def on_event(self, event: Any) -> None:
         if self.draining:
@@ -65,7 +74,7 @@ class Dispatcher:
             log.error("flow.bad_internal_record partition=%s offset=%s error=%s", partition, event.message.offset, exc)
             self.acker.done(partition, self.acker.track(partition, event))
             return
-        if isinstance(record, MessageRecord):
+        if isinstance(record, (MessageRecord, ToolResultsRecord)):
             resets = self.resets
             await self._wait_for_capacity()  # profiles never wait: parked messages may need them
             if self.resets != resets:
@@ -76,7 +85,13 @@ class Dispatcher:
             self._start(record, partition, self.acker.track(partition, event))
             return
         slot = self.acker.track(partition, event)
-        self._apply_profile(record.payload)
+        if isinstance(record, ConversationClearedRecord):
+            self.forgetting.clear(record, lambda: self.acker.done(partition, slot))
+            return
+        if isinstance(record, CacheExpiredRecord):
+            self.forgetting.expire_cache(record)
+        else:
+            self._apply_profile(record.payload)
         self.acker.done(partition, slot)
 
     def _apply_profile(self, incoming) -> None:
@@ -86,9 +101,9 @@ class Dispatcher:
         if applied and lane is not None:
             lane.notify()  # a message parked for this agent's profile may go on
 
-    def _start(self, record: MessageRecord, partition: int, slot) -> None:
-        message = record.payload
-        ctx = MessageContext(record, partition, slot, profile=self.stores.profiles.live(message.agent_id))
+    def _start(self, record: Answerable, partition: int, slot) -> None:
+        ctx = MessageContext(record, partition, slot, profile=self.stores.profiles.live(record.agent_id))
+        message = ctx.message
         remembered = self.stores.outcomes.get(message.message_id)
         decision = None if remembered is None else redelivery(
             remembered, origin_key(record.origin.topic, record.origin.partition, record.origin.offset))
@@ -157,10 +172,11 @@ class Dispatcher:
             await asyncio.wait(cancelled, timeout=UNWIND_SECONDS)  # let them unwind (give back their turns)
         self.in_progress.clear()
         self.in_flight_ids.clear()
+        cancelled_chores = await self.forgetting.cancel_all()
         self.turns.reset()
         self._capacity_freed.set()
         self.stores.forget_local_state()
-        return len(cancelled)
+        return len(cancelled) + cancelled_chores
 
     async def drain(self, grace_seconds: float) -> tuple[int, int]:
         """A graceful stop: read nothing more, let every message past admission finish (within the grace),

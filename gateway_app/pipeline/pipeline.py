@@ -1,7 +1,8 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
-    admission -> conversation turn -> dedupe -> prompt -> pre-call checks -> provider call
-              -> post-call checks -> settle usage -> outputs   (then the dispatcher acks, in offset order)
+    admission -> conversation turn -> dedupe -> prompt -> pre-call checks -> cache -> provider call
+              -> post-call checks -> reply format -> settle usage -> outputs
+              (then the dispatcher acks, in offset order)
 
 Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
 `MessageContext`. A stage that raises a `GatewayError` ends the message: `FailureOutputs` sends its
@@ -21,11 +22,13 @@ from gateway_app.errors import GatewayError
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Finished, Services, Stage
 from gateway_app.pipeline.stages.admission import Admission, ConversationTurn, SettleUsage
+from gateway_app.pipeline.stages.cache import ResponseCache
 from gateway_app.pipeline.stages.checks import PostCallChecks, PreCallChecks
 from gateway_app.pipeline.stages.dedupe import Dedupe
 from gateway_app.pipeline.stages.outputs import FailureOutputs, Outputs
 from gateway_app.pipeline.stages.prompt import Prompt
 from gateway_app.pipeline.stages.provider_call import ProviderCall
+from gateway_app.pipeline.stages.reply_format import ReplyFormat
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,10 @@ def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
         Dedupe(services),
         Prompt(services),
         PreCallChecks(services),
+        ResponseCache(services),
         call,
         PostCallChecks(services, call),
+        ReplyFormat(services, call),
         SettleUsage(services),
         outputs,
     ]

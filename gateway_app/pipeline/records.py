@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from agents_tables.response_cache import CachedAnswer
 from gateway_app.contract import ids
 from gateway_app.contract.events import (
     AgentProfile,
@@ -57,23 +58,27 @@ def _reply(message: MessageCreated, profile: AgentProfile | None, *, content: st
 
 
 def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult, answer: Answer | None,
-             notes: list[StageNote], latency_ms: int, attempts: int) -> MessageReply:
-    """`answer` is the provider answer the result came from; None when a pre-call stage answered."""
+             notes: list[StageNote], latency_ms: int, attempts: int, *, reply_to: str | None = None,
+             cached: CachedAnswer | None = None, truncated: bool = False) -> MessageReply:
+    """`answer` is the provider answer the result came from; None when a stage answered (a cache hit
+    names the provider and model whose answer it kept)."""
     target = answer.target if answer else None
+    provider = target.provider if target else (cached.provider if cached else None)
+    model = target.model if target else (cached.model if cached else None)
     return _reply(message, profile, content=result.text, status=ReplyStatus.OK, error=None,
-                  usage=usage_of(result.usage), latency_ms=latency_ms,
-                  provider=target.provider if target else None, model=target.model if target else None,
+                  usage=usage_of(result.usage), latency_ms=latency_ms, provider=provider, model=model,
                   fallback_index=target.fallback_index if target else None, attempts=attempts,
                   finish_reason=result.finish_reason, provider_request_id=result.request_id,
                   tool_calls=[ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls],
-                  stages=list(notes))
+                  stages=list(notes), reply_to=reply_to, cache_hit=cached is not None, truncated=truncated)
 
 
 def failed_reply(message: MessageCreated, profile: AgentProfile | None, *, status: ReplyStatus, code: ErrorCode,
                  reason: str, latency_ms: int = 0, attempts: int = 0,
-                 notes: list[StageNote] | None = None) -> MessageReply:
+                 notes: list[StageNote] | None = None, reply_to: str | None = None) -> MessageReply:
     return _reply(message, profile, content="", status=status, error=ErrorInfo(code=code, message=reason),
-                  usage=Usage(), latency_ms=latency_ms, attempts=attempts, stages=list(notes or ()))
+                  usage=Usage(), latency_ms=latency_ms, attempts=attempts, stages=list(notes or ()),
+                  reply_to=reply_to)
 
 
 def rejected_input_reply(*, message_id: str, agent_id: str, room_id: str, user_id: str | None, code: ErrorCode,
@@ -114,6 +119,18 @@ def billing(message: MessageCreated, answer: Answer, prices: PriceTable, generat
         reasoning_tokens=usage.reasoning_tokens,
         fallback_index=answer.target.fallback_index,
         provider_request_id=answer.result.request_id,
+    )
+
+
+def cache_billing(message: MessageCreated, cached: CachedAnswer, prices: PriceTable) -> BillingEvent:
+    """A cache hit: nothing used, cost 0; the tokens and cost of the call it saved."""
+    return BillingEvent(
+        event_id=ids.billing_event_id(message.message_id), message_id=message.message_id,
+        agent_id=message.agent_id, user_id=message.user_id, room_id=message.room_id,
+        provider=cached.provider, model=cached.model, input_tokens=0, output_tokens=0, cost_usd="0",
+        price_version=prices.version, created_at=now_utc(), cache_hit=True,
+        saved_input_tokens=cached.input_tokens, saved_output_tokens=cached.output_tokens,
+        saved_cost_usd=cached.cost_usd,
     )
 
 

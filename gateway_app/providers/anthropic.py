@@ -8,12 +8,13 @@ profile's `temperature` is not sent: the current Messages API and SDK have no su
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Iterable, Mapping
 
 import anthropic
 
 from gateway_app.providers import errors, finish
 from gateway_app.providers.base import (
+    ChatMessage,
     ChatRequest,
     ChatResult,
     StreamEvent,
@@ -28,10 +29,12 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
 def to_params(request: ChatRequest) -> dict[str, Any]:
+    # JSON mode sends nothing here: the Messages API has no response_format, so the gateway's JSON
+    # instruction in the system prompt (and its validation of the reply) is all there is.
     params: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": to_messages(request.messages),
     }
     if request.system_prompt:
         params["system"] = request.system_prompt
@@ -40,6 +43,49 @@ def to_params(request: ChatRequest) -> dict[str, Any]:
     if request.tools:
         params["tools"] = [to_tool(tool) for tool in request.tools]
     return params
+
+
+def to_messages(messages: Iterable[ChatMessage]) -> list[dict[str, Any]]:
+    """The API wants user and assistant turns alternating, and tool results in a user turn: messages
+    that land on the same role as the one before (tool results, then the user's next words) are merged
+    into one message, blocks in order. A turn that is one text block is sent as a plain string."""
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"  # tool results travel in a user turn
+        blocks = to_blocks(message)
+        if not blocks:
+            continue  # an empty text block is refused; a message with nothing to say is left out
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, blocks))
+    return [{"role": role, "content": _compact(blocks)} for role, blocks in turns]
+
+
+def to_blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content,
+                 "is_error": message.is_error}]
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    if message.role == "assistant":
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
+                   for c in message.tool_calls]
+    return blocks
+
+
+def _input(arguments: str) -> dict[str, Any]:
+    """`input` must be an object; arguments a model got wrong are sent as {} rather than refused by the API."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _compact(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if len(blocks) == 1 and blocks[0]["type"] == "text":
+        return blocks[0]["text"]
+    return blocks
 
 
 def to_tool(tool: dict[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,25 @@ from gateway_app.errors import GatewayError
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asks for; `arguments` is a JSON object as text (as OpenAI sends it)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: str  # "user" | "assistant"
+    """One message of the conversation the model sees, in the gateway's normal form; each provider module
+    renders it in its own wire form (OpenAI `tool` messages, Anthropic `tool_use` / `tool_result`
+    blocks, Cohere v2 tool messages)."""
+
+    role: str  # "user" | "assistant" | "tool"
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant: the functions it asked for (answered right after)
+    tool_call_id: str | None = None        # tool: the call this result answers
+    is_error: bool = False                 # tool: the tool failed; `content` says how
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,10 @@ class ChatRequest:
     # Tool definitions in the OpenAI function-tool shape ({"type": "function", "function": {...}}).
     tools: tuple[dict[str, Any], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    # "text" (no constraint) or "json": the provider's native JSON mode where it has one (with the
+    # schema, where it takes one); the gateway validates the reply either way.
+    response_format: str = "text"
+    json_schema: dict[str, Any] | None = None
     # The agent's own key for this target (resolved from its reference), and during a rotation the key
     # tried once after a 401. None: the provider's key from the environment. Never printed.
     credential: SecretStr | None = field(default=None, repr=False, compare=False)
@@ -58,13 +78,6 @@ class TokenUsage:
     reasoning_tokens: int = 0       # of output_tokens, spent on hidden reasoning
 
 
-@dataclass(frozen=True)
-class ToolCall:
-    """A function call the model asks for; `arguments` is a JSON object as text (as OpenAI sends it)."""
-
-    id: str
-    name: str
-    arguments: str
 
 
 @dataclass(frozen=True)

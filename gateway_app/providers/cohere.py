@@ -15,6 +15,7 @@ from cohere.core.api_error import ApiError
 
 from gateway_app.providers import errors, finish
 from gateway_app.providers.base import (
+    ChatMessage,
     ChatRequest,
     ChatResult,
     StreamEvent,
@@ -32,7 +33,7 @@ def to_params(request: ChatRequest) -> dict[str, Any]:
     system = [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
     params: dict[str, Any] = {
         "model": request.model,
-        "messages": system + [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": system + [to_message(m) for m in request.messages],
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
     }
@@ -40,7 +41,31 @@ def to_params(request: ChatRequest) -> dict[str, Any]:
         params["stop_sequences"] = list(request.stop)
     if request.tools:
         params["tools"] = list(request.tools)  # Chat v2 takes the same function-tool shape
+    if request.response_format == "json":
+        params["response_format"] = to_response_format(request)
     return params
+
+
+def to_response_format(request: ChatRequest) -> dict[str, Any]:
+    """Chat v2's JSON mode; a schema, when given, constrains the generation itself. (Cohere documents
+    JSON mode as unsupported together with tools: such a request is the API's to refuse.)"""
+    if request.json_schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_object", "json_schema": request.json_schema}
+
+
+def to_message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        # Tool content is a JSON object string or a list of content blocks: a text block carries any
+        # text. There is no error flag: the model reads the failure from the text.
+        text = f"error: {message.content}" if message.is_error else message.content
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": [{"type": "text", "text": text}]}
+    if message.role == "assistant" and message.tool_calls:
+        # The text the model wrote beside its tool calls is its `tool_plan` (as Chat v2 returns it).
+        calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                 for c in message.tool_calls]
+        return {"role": "assistant", "tool_calls": calls, **({"tool_plan": message.content} if message.content else {})}
+    return {"role": message.role, "content": message.content}
 
 
 def to_usage(usage: Any) -> TokenUsage:

@@ -14,6 +14,7 @@ import openai
 
 from gateway_app.providers import errors
 from gateway_app.providers.base import (
+    ChatMessage,
     ChatRequest,
     ChatResult,
     StreamEvent,
@@ -25,9 +26,35 @@ from gateway_app.providers.base import (
 from gateway_app.providers.clients import SDKProvider
 
 
-def to_messages(request: ChatRequest) -> list[dict[str, str]]:
+def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
     system = [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
-    return system + [{"role": m.role, "content": m.content} for m in request.messages]
+    return system + [to_message(m) for m in request.messages]
+
+
+def to_message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        # Chat Completions has no error flag on a tool result: the model reads the failure from the text.
+        content = f"error: {message.content}" if message.is_error else message.content
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
+    if message.role == "assistant" and message.tool_calls:
+        # `content` is null, not "", when the model only asked for tools (as the API itself returns it).
+        return {"role": "assistant", "content": message.content or None,
+                "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                               for c in message.tool_calls]}
+    return {"role": message.role, "content": message.content}
+
+
+def to_response_format(request: ChatRequest) -> dict[str, Any] | None:
+    """JSON mode: structured outputs when there is a schema, else plain JSON mode. `strict` stays off:
+    strict mode refuses most ordinary schemas (every property required, no additionalProperties), and
+    the gateway validates the reply against the schema anyway."""
+    if request.response_format != "json":
+        return None
+    # Without a schema: the API refuses json_object unless some message mentions JSON, which the
+    # gateway's JSON instruction in the system prompt does.
+    if request.json_schema is not None:
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": request.json_schema, "strict": False}}
+    return {"type": "json_object"}
 
 
 def to_params(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -41,6 +68,9 @@ def to_params(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         params["stop"] = list(request.stop)
     if request.tools:
         params["tools"] = list(request.tools)
+    response_format = to_response_format(request)
+    if response_format is not None:
+        params["response_format"] = response_format
     if stream:
         # Without include_usage a stream carries no token counts, and streamed calls could not be billed.
         params.update(stream=True, stream_options={"include_usage": True})

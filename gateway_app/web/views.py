@@ -17,7 +17,7 @@ from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
-from gateway_app.web import auth
+from gateway_app.web import auth, conversations, stream
 from gateway_app.web.auth import Access
 from gateway_app.web.routing import routed
 
@@ -56,7 +56,15 @@ def usage(services: Services, dispatcher: Dispatcher, profile: AgentProfile) -> 
         "tokens": win.tokens if limits.any else None,
         "limits": {"rpm": limits.rpm, "tpm": limits.tpm},
         "backlog": dispatcher.backlog(profile.agent_id),
+        "cache": services.stores.cache.stats(profile.agent_id).as_json() if profile.cache else None,
     }
+
+
+def cache_summary(counters: dict[str, int]) -> dict[str, Any]:
+    """This worker's response cache since it started (per agent: `/agents/{id}/usage`)."""
+    hits, misses = counters.get("cache_hits", 0), counters.get("cache_misses", 0)
+    return {"hits": hits, "misses": misses, "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+            "saved_cost_usd": f"{counters.get('cache_saved_microusd', 0) / 1_000_000:.6f}"}
 
 
 def check(policy: auth.Policy, declared: Access, request: Request) -> auth.Denied | None:
@@ -92,7 +100,8 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
 
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "pending_messages": len(dispatcher.in_progress),
-                              "counters": services.counters, "stages": dispatcher.pipeline.stage_names,
+                              "counters": services.counters, "cache": cache_summary(services.counters),
+                              "stages": dispatcher.pipeline.stage_names,
                               "plugins": services.plugins.as_list(),
                               "delivery": app.consumer.delivery_counts(),
                               "restore": app.tables.recovery.restore_stats()})
@@ -135,3 +144,6 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
                 return profile_or_404(self, agent_id, lambda profile: usage(services, dispatcher, profile))
 
             return await routed(self, request, topic, agent_id, local)
+
+    conversations.register(app, Guarded, services, topic)
+    stream.register(app, settings, Guarded)  # GET /rooms/{room_id}/stream (Server-Sent Events)

@@ -4,8 +4,13 @@ Messages bodies with content blocks, `stop_reason`, usage split into uncached in
 output; the SSE stream message_start, content_block_start, ping, content_block_delta (text_delta),
 content_block_stop, message_delta (cumulative usage), message_stop; the `{"type": "error", ...}`
 envelope with the documented error types (529 overloaded); `request-id` headers. The system prompt's
-words are reported as cache reads. Faults: see `tests.fakes.base`; `error200` on a stream is an
-`event: error` (overloaded_error) mid-stream.
+words are reported as cache reads. Faults and the scripted answers: see `tests.fakes.base`; `error200`
+on a stream is an `event: error` (overloaded_error) mid-stream.
+
+A 400 `invalid_request_error` answers what the real API refuses (`request_problem`): a top-level field
+it does not take (`response_format` included), a first message not from the user, two turns of one role
+in a row, empty content, a `tool_result` whose `tool_use_id` is not a `tool_use` of the assistant turn
+right before, and a `tool_use` not answered by the `tool_result` blocks that start the next user turn.
 """
 
 from __future__ import annotations
@@ -14,12 +19,98 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from anthropic.types import message_create_params
 
-from tests.fakes.base import TOOL_ARGUMENT_PIECES, FakeServer, sse_event, wants_tool, word_pieces, words
+from tests.fakes.base import TOOL_ARGUMENT_PIECES, FakeServer, content_text, sse_event, wants_tool, word_pieces, words
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                529: "overloaded_error"}
+
+
+# The top-level fields the Messages API takes, as the SDK declares them: any other one (an OpenAI-style
+# `response_format`, say) is refused, as the real API refuses extra inputs.
+KNOWN_FIELDS = frozenset(message_create_params.MessageCreateParamsStreaming.__required_keys__
+                         | message_create_params.MessageCreateParamsStreaming.__optional_keys__)
+
+
+def request_problem(body: dict[str, Any]) -> str | None:
+    """What the real API would refuse in this body (None: nothing): unknown fields, roles that do not
+    alternate or do not start with the user, empty content, and tool blocks that do not pair up."""
+    extra = sorted(set(body) - KNOWN_FIELDS)
+    if extra:
+        return f"{extra[0]}: Extra inputs are not permitted"
+    messages = body.get("messages") or []
+    if not messages or messages[0].get("role") != "user":
+        return 'messages: first message must use the "user" role'
+    for index, message in enumerate(messages):
+        problem = turn_problem(index, message, messages[index - 1] if index else None, final=index == len(messages) - 1)
+        if problem is not None:
+            return problem
+    if tool_use_ids(messages[-1]):  # nothing after it can answer its calls
+        return unanswered(len(messages) - 1, tool_use_ids(messages[-1]))
+    return None
+
+
+def turn_problem(index: int, message: dict[str, Any], before: dict[str, Any] | None, final: bool) -> str | None:
+    role, blocks = message.get("role"), as_blocks(message.get("content"))
+    if before is not None and before.get("role") == role:
+        return ('messages: roles must alternate between "user" and "assistant", '
+                f'but found multiple "{role}" roles in a row')
+    if not blocks and not (final and role == "assistant"):
+        return (f"messages.{index}: all messages must have non-empty content except for the optional final "
+                "assistant message")
+    if any(b.get("type") == "text" and not b.get("text") for b in blocks):
+        return "messages: text content blocks must be non-empty"
+    if any(b.get("type") == "tool_use" and not isinstance(b.get("input"), dict) for b in blocks):
+        return f"messages.{index}: tool_use.input: Input should be a valid dictionary"
+    asked = tool_use_ids(before)
+    for position, block in enumerate(blocks):
+        if block.get("type") == "tool_result" and block.get("tool_use_id") not in asked:
+            return (f"messages.{index}.content.{position}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding `tool_use` "
+                    "block in the previous message.")
+    missing = asked - leading_results(blocks)
+    return unanswered(index - 1, missing) if missing else None
+
+
+def unanswered(index: int, ids: set[str]) -> str:
+    return (f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+            f"{', '.join(sorted(ids))}. Each `tool_use` block must have a corresponding `tool_result` block in "
+            "the next message.")
+
+
+def as_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return list(content or [])
+
+
+def tool_use_ids(message: dict[str, Any] | None) -> set[str]:
+    if message is None or message.get("role") != "assistant":
+        return set()
+    return {b.get("id") for b in as_blocks(message.get("content")) if b.get("type") == "tool_use"}
+
+
+def leading_results(blocks: list[dict[str, Any]]) -> set[str]:
+    """The ids answered by the tool_result blocks a user turn starts with (they must come first)."""
+    answered = set()
+    for block in blocks:
+        if block.get("type") != "tool_result":
+            break
+        answered.add(block.get("tool_use_id"))
+    return answered
+
+
+def user_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """The text of each user turn that carries the user's words (a turn of tool results only does not)."""
+    texts = []
+    for message in messages:
+        blocks = as_blocks(message.get("content")) if message.get("role") == "user" else []
+        said = [b for b in blocks if b.get("type") == "text"]
+        if said:
+            texts.append(content_text(said))
+    return texts
 
 
 class FakeAnthropic(FakeServer):
@@ -50,12 +141,15 @@ class FakeAnthropic(FakeServer):
         body = await request.json()
         if "max_tokens" not in body:
             return self.error(400, message="max_tokens: Field required")
-        last = body["messages"][-1]["content"]
+        last = content_text(body["messages"][-1]["content"]) if body.get("messages") else ""
         fault = self.fault_for(body, last)
+        problem = request_problem(body)
+        if problem is not None:
+            return self.error(400, message=problem)
         early = await self.transport_fault(request, fault, self.error)
         if early is not None:
             return early
-        text = f"fake-anthropic says: {last}"
+        text = self.answer_text("fake-anthropic says:", last, user_texts(body["messages"]))
         usage = self.usage(body, text)
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         tool = wants_tool(body, last)
@@ -100,9 +194,9 @@ class FakeAnthropic(FakeServer):
 
     @staticmethod
     def usage(body: dict[str, Any], text: str) -> dict[str, Any]:
-        system = body.get("system") or ""
+        system = content_text(body.get("system"))
         cached = words(system)
-        prompt = words(" ".join([system, *(m["content"] for m in body["messages"])]))
+        prompt = words(" ".join([system, *(content_text(m["content"]) for m in body["messages"])]))
         return {"input_tokens": prompt - cached, "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": cached, "output_tokens": words(text)}
 

@@ -1,7 +1,7 @@
-"""What every fake provider server shares: a per-request fault language, token counting, and running
-an aiohttp app on 127.0.0.1 in a thread.
+"""What every fake provider server shares: a per-request fault language, scripted answers, the rule
+tool messages follow, token counting, and running an aiohttp app on 127.0.0.1 in a thread.
 
-A request asks for a fault when its last user message starts with `FAULT:`:
+A request asks for a fault when its last message starts with `FAULT:`:
 
     FAULT:<status>            answer that HTTP error (429 carries `retry-after: 1`)
     FAULT:429-bare            429 without any Retry-After header
@@ -15,11 +15,29 @@ A request asks for a fault when its last user message starts with `FAULT:`:
     FAULT:truncate            end the stream cleanly halfway, without its terminal event
     FAULT:flaky:<n>:<fault>   <fault> for the first n requests carrying this exact message, then answer
 
+"The last message" is the text of the request's last message whatever its wire form: a user or a tool
+message's content, or the text of an Anthropic user turn's `tool_result` and text blocks joined with " ".
+
 A request with tools whose last message starts with `TOOL:` is answered with a call of its first tool
-with the arguments `TOOL_ARGUMENTS` (streamed: the arguments in two pieces).
+with the arguments `TOOL_ARGUMENTS` (streamed: the arguments in two pieces). A tool result saying
+`TOOL:` asks for another call, as a model may ask for more tools.
 
 `FAULT@<server>:<fault>` applies only on the server of that name (e.g. `FAULT@openai:503`) and is
 answered normally by the others: a fallback behind a failing provider can then answer the same message.
+
+Otherwise the answer text is `<server's prefix> <last message>`, unless the request's FIRST user message
+starts with `REPLY:` (plain or streamed alike; usage is counted the same way):
+
+    REPLY:<text>              answer exactly <text>
+    REPLY:<a>||<b>            answer <a> when the request has exactly one user message, <b> when it has
+                              more (a JSON repair appends the bad answer and a user message saying what
+                              is wrong: the repair call gets <b>)
+
+User messages are the ones carrying the user's words: an Anthropic user turn made only of tool results
+is not one.
+
+Each fake refuses, with a 400 in its provider's error shape, the tool-call sequences its real API
+refuses (see `tool_sequence_problem` and the Anthropic fake).
 """
 
 from __future__ import annotations
@@ -45,6 +63,57 @@ def wants_tool(body: dict[str, Any], last: str) -> str | None:
         return None
     first = tools[0]
     return first.get("function", first)["name"]
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's (or a block's) content in any wire form: a string, null, or a list of
+    blocks (text blocks, tool results whose content is text or blocks), joined with " "."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        elif isinstance(block, dict) and block.get("type") == "tool_result":
+            parts.append(content_text(block.get("content")))
+    return " ".join(part for part in parts if part)
+
+
+def scripted_reply(user_texts: list[str]) -> str | None:
+    """The `REPLY:` answer the request's user messages ask for, or None."""
+    if not user_texts or not user_texts[0].startswith("REPLY:"):
+        return None
+    first, split, more = user_texts[0][len("REPLY:"):].partition("||")
+    if not split:
+        return first
+    return first if len(user_texts) == 1 else more
+
+
+def tool_sequence_problem(messages: list[dict[str, Any]]) -> str | None:
+    """Chat Completions' (and Chat v2's) rule: tool messages directly follow the assistant message whose
+    `tool_calls` they answer, one per call id, before any other message. None when the messages keep it."""
+    asked: set[str] = set()   # the call ids of the nearest assistant message, while tool messages follow it
+    waiting: set[str] = set()  # of those, the ones not answered yet
+    for index, message in enumerate(messages):
+        if message.get("role") == "tool":
+            if message.get("tool_call_id") not in asked:
+                return (f"messages.[{index}]: a message with role 'tool' must be a response to a preceding "
+                        f"message with 'tool_calls' (unknown tool_call_id {message.get('tool_call_id')!r})")
+            waiting.discard(message["tool_call_id"])
+            continue
+        if waiting:
+            return unanswered(waiting)
+        calls = (message.get("tool_calls") or []) if message.get("role") == "assistant" else []
+        asked = {call.get("id") for call in calls}
+        waiting = set(asked)
+    return unanswered(waiting) if waiting else None
+
+
+def unanswered(ids: set[str]) -> str:
+    return ("An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+            f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(sorted(ids))}")
 
 
 @dataclass(frozen=True)
@@ -100,6 +169,11 @@ class FakeServer:
         self.requests.append(body)
         self.seen[last_user] += 1
         return parse_fault(last_user, self.seen[last_user], self.name)
+
+    def answer_text(self, prefix: str, last: str, user_texts: list[str]) -> str:
+        """What the fake model says: the scripted `REPLY:`, else the prefix and the last message."""
+        scripted = scripted_reply(user_texts)
+        return scripted if scripted is not None else f"{prefix} {last}"
 
     def count(self, prefix: str) -> int:
         """Requests whose last message started with `prefix`."""

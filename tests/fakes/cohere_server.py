@@ -3,7 +3,9 @@
 V2 bodies (`message.content[]`, upper-case `finish_reason`, `usage.billed_units` and `usage.tokens`),
 the SSE events message-start, content-start, content-delta, content-end, message-end, and the
 `{"id", "message"}` error body. `tokens` adds a fixed prompt-template overhead to the input, as the
-real API does; billed units do not. Faults: see `tests.fakes.base`.
+real API does; billed units do not. Tool messages must answer the tool calls of the assistant message
+right before them, and `response_format` must have a documented shape, or the answer is a 400 (the
+`{"id", "message"}` body). Faults and the scripted answers: see `tests.fakes.base`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,31 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import TOOL_ARGUMENT_PIECES, TOOL_ARGUMENTS, FakeServer, sse_event, wants_tool, word_pieces, words
+from tests.fakes.base import (
+    TOOL_ARGUMENT_PIECES,
+    TOOL_ARGUMENTS,
+    FakeServer,
+    content_text,
+    sse_event,
+    tool_sequence_problem,
+    wants_tool,
+    word_pieces,
+    words,
+)
 
 TEMPLATE_TOKENS = 60
+
+
+def response_format_problem(response_format: Any) -> str | None:
+    """Chat v2 takes `text` or `json_object` (with an optional `json_schema`); a schema with `text` is refused."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object"):
+        return f"invalid response_format type {kind!r}"
+    if kind == "text" and "json_schema" in response_format:
+        return "json_schema must not be specified when the response_format type is text"
+    return None
 
 
 class FakeCohere(FakeServer):
@@ -37,15 +61,20 @@ class FakeCohere(FakeServer):
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return self.error(401, message="no api key supplied")
         body = await request.json()
-        last = body["messages"][-1]["content"]
+        messages = body["messages"]
+        last = content_text(messages[-1].get("content"))
         fault = self.fault_for(body, last)
+        problem = tool_sequence_problem(messages) or response_format_problem(body.get("response_format"))
+        if problem is not None:
+            return self.error(400, message=problem)
         early = await self.transport_fault(request, fault, self.error)
         if early is not None:
             return early
         if fault is not None and fault.kind == "error200" and not body.get("stream"):
             return web.json_response({"id": str(uuid.uuid4()), "message": "internal server error"},
                                      headers=self.headers())
-        text = f"fake-cohere says: {last}"
+        users = [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        text = self.answer_text("fake-cohere says:", last, users)
         usage = self.usage(body, text)
         chat_id = str(uuid.uuid4())
         tool = wants_tool(body, last)
@@ -84,7 +113,7 @@ class FakeCohere(FakeServer):
 
     @staticmethod
     def usage(body: dict[str, Any], text: str) -> dict[str, Any]:
-        prompt = words(" ".join(m["content"] for m in body["messages"]))
+        prompt = words(" ".join(content_text(m.get("content")) for m in body["messages"]))
         return {"billed_units": {"input_tokens": prompt, "output_tokens": words(text)},
                 "tokens": {"input_tokens": prompt + TEMPLATE_TOKENS, "output_tokens": words(text)},
                 "cached_tokens": 0}

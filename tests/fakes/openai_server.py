@@ -3,12 +3,15 @@ the `local` provider talks to (vLLM, Ollama, llama.cpp servers speak the same pr
 
 JSON bodies and SSE chunks of the documented shapes, the usage-only last chunk when
 `stream_options.include_usage` is set, `data: [DONE]`, `x-request-id` headers, and the documented error
-envelope. Faults: see `tests.fakes.base`. Token counts are words; the system prompt's words are reported
+envelope. Tool messages must answer the tool calls of the assistant message right before them, and
+`response_format` must have a documented shape, or the answer is a 400. Faults and the scripted answers:
+see `tests.fakes.base`. Token counts are words; the system prompt's words are reported
 as cached prompt tokens, so usage mapping is visible in tests.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -20,7 +23,9 @@ from tests.fakes.base import (
     TOOL_ARGUMENTS,
     FakeServer,
     ServerThread,
+    content_text,
     sse_event,
+    tool_sequence_problem,
     wants_tool,
     word_pieces,
     words,
@@ -30,6 +35,19 @@ __all__ = ["FakeOpenAI", "ServerThread"]
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                429: "requests", 500: "server_error", 502: "server_error", 503: "server_error"}
+
+
+def response_format_problem(response_format: Any) -> str | None:
+    """JSON mode is accepted in its documented shapes (and recorded with the request as sent)."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        return f"Invalid value for 'response_format.type': {kind!r}"
+    name = (response_format.get("json_schema") or {}).get("name") if kind == "json_schema" else "-"
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        return "Missing or invalid 'response_format.json_schema.name'"
+    return None
 
 
 class FakeOpenAI(FakeServer):
@@ -74,8 +92,12 @@ class FakeOpenAI(FakeServer):
         return await self.answer(request, body)
 
     async def answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-        last = body["messages"][-1]["content"]
+        messages = body["messages"]
+        last = content_text(messages[-1].get("content"))
         fault = self.fault_for(body, last)
+        problem = tool_sequence_problem(messages) or response_format_problem(body.get("response_format"))
+        if problem is not None:
+            return self.error(400, message=problem)
         early = await self.transport_fault(request, fault, self.error)
         if early is not None:
             return early
@@ -83,7 +105,8 @@ class FakeOpenAI(FakeServer):
             return web.json_response({"error": {"message": "The server had an error while processing your "
                                                 "request.", "type": "server_error", "param": None, "code": None}},
                                      headers=self.headers())
-        text = f"{self.answer_prefix} {last}"
+        users = [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        text = self.answer_text(self.answer_prefix, last, users)
         usage = self.usage(body, text)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         tool = wants_tool(body, last)
@@ -125,8 +148,8 @@ class FakeOpenAI(FakeServer):
         return await self.sse(request, None, events, self.headers())
 
     def usage(self, body: dict[str, Any], text: str) -> dict[str, Any]:
-        prompt = " ".join(m["content"] for m in body["messages"])
-        system = " ".join(m["content"] for m in body["messages"] if m["role"] == "system")
+        prompt = " ".join(content_text(m.get("content")) for m in body["messages"])
+        system = " ".join(content_text(m.get("content")) for m in body["messages"] if m["role"] == "system")
         return {"prompt_tokens": words(prompt), "completion_tokens": words(text),
                 "total_tokens": words(prompt) + words(text),
                 "prompt_tokens_details": {"cached_tokens": words(system), "audio_tokens": 0},

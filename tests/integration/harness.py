@@ -94,6 +94,13 @@ class Chat:
     async def message(self, value: dict) -> None:
         await self.send("messages", value, key=value["roomId"].encode())
 
+    async def tool_results(self, value: dict) -> None:
+        await self.send("tool_results", value, key=value["roomId"].encode())
+
+    async def clear(self, agent_id: str, room_id: str, **extra: Any) -> None:
+        await self.send("conversation_cleared", {"agentId": agent_id, "roomId": room_id, **extra},
+                        key=room_id.encode())
+
     def replies(self) -> list[dict]:
         return [r for _, r in self.seen["replies"]]
 

@@ -66,7 +66,7 @@ class Admission:
         limits = windows.Limits.of(profile.rate_limits)
         if not limits.any:
             return  # nothing to enforce: no window row to read or write (two table writes per message)
-        tokens = estimate(profile, ctx.message.content)
+        tokens = estimate(profile, ctx.message.content) + self._context_tokens(ctx, profile)
         agent_id = ctx.message.agent_id
         while True:
             now_ms = int(time.time() * 1000)
@@ -80,6 +80,15 @@ class Admission:
                 raise Rejected(ReplyStatus.RATE_LIMITED, ErrorCode.EXCEEDS_TPM, reason)
             log.debug("rate.deferred agent=%s until_ms=%s", agent_id, decision.retry_at_ms)
             await asyncio.sleep(max(0.0, (decision.retry_at_ms - now_ms) / 1000))
+
+
+    def _context_tokens(self, ctx: MessageContext, profile: AgentProfile) -> int:
+        """The earlier turns the prompt will carry, at most the context's budget (settled after the call)."""
+        spec = profile.context
+        if spec is None or not spec.max_turns:
+            return 0
+        conv = self.stores.conversations.get(ctx.message.agent_id, ctx.message.room_id)
+        return min(spec.max_tokens, sum(t.tokens for t in conv.turns)) if conv else 0
 
 
 class ConversationTurn:

@@ -19,6 +19,7 @@ from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.plugin_runner import run_plugin, stages_at
 from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.admission import settle
+from gateway_app.pipeline.memory import Memory
 from gateway_app.plugins.api import StageInput
 from gateway_app.publisher import Publisher, encode
 
@@ -31,30 +32,44 @@ class Outputs:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.publisher: Publisher = services.publisher
+        self.memory = Memory(services)
 
     async def run(self, ctx: MessageContext) -> None:
         profile, result = ctx.require_profile(), ctx.result
         if result is None:
             raise RuntimeError("outputs ran without an answer")
         reply = records.ok_reply(ctx.message, profile, result, None if ctx.stage_answer else ctx.answer,
-                                 ctx.notes, ctx.latency_ms(), ctx.attempts)
+                                 ctx.notes, ctx.latency_ms(), ctx.attempts, reply_to=reply_to(ctx),
+                                 cached=ctx.cache_hit, truncated=ctx.truncated)
         for spec, options in stages_at(self.services.plugins, profile, "outputs"):
             seen = StageInput(ctx.message, profile, ctx.require_request(), options, result=result, reply=reply)
             await run_plugin(spec, seen, ctx, self.services.counters)
-        await self.send(ctx, self.outcome(ctx, encode(reply), answered=True))
+        outcome = self.outcome(ctx, encode(reply), answered=True)
+        await self.send(ctx, outcome, remember=lambda: self.memory.remember(ctx, outcome))
         self.services.counters["answered"] += 1
 
     def outcome(self, ctx: MessageContext, reply: bytes, *, answered: bool) -> Outcome:
         bills = records.billable(ctx.answers, ctx.message, self.services.prices)
+        if ctx.cache_hit is not None:
+            bills.append(records.cache_billing(ctx.message, ctx.cache_hit, self.services.prices))
         origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)
         return Outcome(reply, tuple(encode(bill) for bill in bills), origin, answered)
 
-    async def send(self, ctx: MessageContext, outcome: Outcome, *before) -> None:
-        """Send `before` (the DLQ record) and the outcome's records, wait for the broker, then record it."""
+    async def send(self, ctx: MessageContext, outcome: Outcome, *before, remember=None) -> None:
+        """Send `before` (the DLQ record) and the outcome's records, wait for the broker, then record it
+        (and, for an ok answer, its conversation turn and cache entry: `remember`), with no await in
+        between: a rebalance cannot cut them apart."""
         ctx.publishing = True
         deliveries = [*before, *await send_outcome(self.publisher, ctx, outcome)]
         await asyncio.gather(*deliveries)
+        if remember is not None:
+            remember()
         self.services.stores.outcomes.remember(ctx.partition, ctx.message.message_id, outcome)
+
+
+def reply_to(ctx: MessageContext) -> str | None:
+    results = ctx.tool_results
+    return results.reply_to if results is not None else None
 
 
 async def send_outcome(publisher: Publisher, ctx: MessageContext, outcome: Outcome) -> list:
@@ -78,7 +93,7 @@ class FailureOutputs:
         settle(ctx, self.services.stores)
         reply = records.failed_reply(ctx.message, ctx.profile, status=error.reply_status, code=error.code,
                                      reason=error.reason, latency_ms=ctx.latency_ms(),
-                                     attempts=ctx.attempts, notes=ctx.notes)
+                                     attempts=ctx.attempts, notes=ctx.notes, reply_to=reply_to(ctx))
         outcome = self.outputs.outcome(ctx, encode(reply), answered=not error.dead_letter)
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)

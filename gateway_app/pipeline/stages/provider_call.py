@@ -21,6 +21,14 @@ from gateway_app.providers.base import ChatRequest
 from gateway_app.publisher import Publisher
 
 
+def request_estimate(ctx: MessageContext) -> int:
+    """Tokens the call may use (for the endpoint's TPM cap): the prompt as built, plus the whole answer."""
+    profile = ctx.require_profile()
+    if not ctx.prompt_estimate:
+        return estimate(profile, ctx.message.content)
+    return ctx.prompt_estimate + profile.max_tokens
+
+
 class ProviderCall:
     name = "provider_call"
 
@@ -41,7 +49,7 @@ class ProviderCall:
         try:
             answer = await self.caller.call(ctx.message.message_id, targets_of(profile),
                                             lambda target: self.for_target(request, target, profile.agent_id),
-                                            estimate(profile, ctx.message.content),
+                                            request_estimate(ctx),
                                             pipe.put if pipe else None, log=ctx.calls)
         except CallFailed as failed:
             ctx.calls = failed.log

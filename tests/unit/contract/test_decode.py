@@ -67,3 +67,13 @@ def test_deeply_nested_json_is_rejected_not_raised():
     for raw in (b"[" * 100_000, b'{"a":' * 100_000):
         result = decode_message(raw, InputLimits(1000, 1000))
         assert isinstance(result, Rejection) and result.code == "invalid_json"
+
+
+def test_every_topic_has_an_example_valid_against_its_model():
+    from gateway_app.contract.events import INPUT_EVENTS, OUTPUT_EVENTS
+    from gateway_app.contract.examples import EXAMPLES
+
+    topics = {**INPUT_EVENTS, **OUTPUT_EVENTS}
+    assert set(EXAMPLES) == set(topics)
+    for topic, model in topics.items():
+        model.model_validate(EXAMPLES[topic])  # raises if the example drifted from the contract

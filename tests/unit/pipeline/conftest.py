@@ -129,13 +129,23 @@ class NoTable(dict):
     pass
 
 
+TABLES = ("profiles", "rate_windows", "outcomes", "conversations", "response_cache", "cache_stats")
+
+
+def memory_stores(settings: Settings | None = None) -> tuple[Stores, object]:
+    """Stores over plain dicts (the tables' read/write surface), and the tables object."""
+    tables = type("T", (), {name: NoTable() for name in TABLES})()
+    return Stores.over(tables, settings or Settings(**{**TEST_SETTINGS, "dedupe_per_partition": 100,
+                                                       "profile_cache_size": 10})), tables
+
+
 @pytest.fixture
 def dispatcher_factory(settings_factory) -> Callable[..., Dispatcher]:
     """`dispatcher_factory(**settings)`: a Dispatcher over empty in-memory tables, with no caller."""
 
     def make(**overrides) -> Dispatcher:
-        tables = type("T", (), {"profiles": NoTable(), "rate_windows": NoTable(), "outcomes": NoTable()})()
-        services = Services(settings_factory(**overrides), Stores.over(tables, 10, 100), Turns(), caller=None,
+        settings = settings_factory(**overrides)
+        services = Services(settings, memory_stores(settings)[0], Turns(), caller=None,
                             publisher=None, prices=None, plugins=Plugins(), counters={})
         return Dispatcher(services)
 

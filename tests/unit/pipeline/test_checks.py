@@ -12,6 +12,7 @@ from gateway_app.pipeline.caller import Answer, CallLog, Target
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stages.checks import PostCallChecks, PreCallChecks
 from gateway_app.pipeline.stages.prompt import build_request
+from gateway_app.providers.base import ChatMessage
 from gateway_app.plugins.api import Answer as AnswerVerdict
 from gateway_app.plugins.api import Block, Modify, Pass, Regenerate, Replace, StageSpec
 from gateway_app.plugins.discovery import Plugins
@@ -57,7 +58,7 @@ def context(*names: str) -> MessageContext:
     origin = Origin(topic="t", partition=0, offset=0, received_at_ms=0)
     ctx = MessageContext(MessageRecord(agent_id="a", payload=message, origin=origin), 0, AckSlot(None),
                          profile=profile)
-    ctx.request = build_request(profile, message)
+    ctx.request = build_request(profile, (ChatMessage("user", message.content),))
     return ctx
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from agents_tables import outcomes
 from agents_tables.outcomes import Outcome
-from agents_tables.tables import Stores
+from tests.unit.pipeline.conftest import memory_stores
 from gateway_app.contract.events import MessageCreated
 from gateway_app.contract.internal import MessageRecord, Origin
 from gateway_app.pipeline.acker import AckSlot
@@ -16,13 +16,8 @@ from gateway_app.pipeline.stages.dedupe import Dedupe
 from agents_tables.windows import Window
 
 
-class Table(dict):
-    pass
-
-
 def setup(row: Outcome | None):
-    tables = type("T", (), {"profiles": Table(), "rate_windows": Table(), "outcomes": Table()})()
-    stores = Stores.over(tables, 10, 100)
+    stores, tables = memory_stores()
     if row is not None:
         tables.outcomes["m1"] = outcomes.encode(row)
     services = type("S", (), {"stores": stores, "counters": {"absorbed": 0, "redelivered": 0}, "publisher": None})()

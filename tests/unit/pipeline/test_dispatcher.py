@@ -70,6 +70,9 @@ class FakePublisher:
     async def send_billing_bytes(self, agent_id: str, value: bytes):
         return await self._send("billing", value)
 
+    async def dead_letter(self, record):
+        return await self._send("dlq", record.model_dump_json().encode())
+
     async def flush(self) -> None:
         self.flushed += 1
 

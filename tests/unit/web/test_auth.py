@@ -202,7 +202,11 @@ def test_every_view_needs_read_but_health_and_ready():
     pages = {path: type(view) for path, view in registered_views(settings(web_read_tokens=[READ_1])).items()}
     levels = {path: view.access for path, view in pages.items()}
     assert levels == {"/health": Access.OPEN, "/ready": Access.OPEN, "/providers": Access.READ,
-                      "/agents/{agent_id}": Access.READ, "/agents/{agent_id}/usage": Access.READ}
+                      "/agents/{agent_id}": Access.READ, "/agents/{agent_id}/usage": Access.READ,
+                      "/agents/{agent_id}/conversations/{room_id}": Access.READ,
+                      "/rooms/{room_id}/stream": Access.READ}
+    # Anything but GET/HEAD needs admin whatever the view declares (DELETE of a conversation).
+    assert auth.required_access(levels["/agents/{agent_id}/conversations/{room_id}"], "DELETE") is Access.ADMIN
 
 
 def test_register_refuses_a_network_facing_worker_without_tokens():

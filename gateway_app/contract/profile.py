@@ -1,0 +1,133 @@
+"""The agent profile: who the agent is, which provider and model answer for it, and how.
+
+`agent-profile-created` / `agent-profile-updated` carry it whole; the gateway keeps the newest version per
+agent in its `agent-profiles` table and every stage reads it from there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+
+from gateway_app.contract.model import _Input
+
+class RateLimits(_Input):
+    """Per-agent limits; null means unlimited."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class FunctionSpec(_Input):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolSpec(_Input):
+    """A function the model may call, in the OpenAI shape; each provider maps it to its own."""
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class Credentials(_Input):
+    """Which key a provider call uses, by reference, never by value: `env:NAME`, `file:/path`,
+    `aws-sm:<secret id>[#field]`, `azure-kv:<vault>/<secret>[/<version>]`, `vault:<mount>/<path>#<field>`,
+    or `enc:v1:<key id>:<base64url>` (encrypted under the gateway's keyring, bound to agent and provider).
+    During a key rotation the secondary is tried once after a 401, until `secondary_until`."""
+
+    key_ref: str = Field(min_length=1, max_length=2048)
+    secondary_key_ref: str | None = Field(default=None, min_length=1, max_length=2048)
+    secondary_until: datetime | None = None
+
+
+class FallbackTarget(_Input):
+    """A provider + model tried when the ones before it failed after their retries or are circuit-open."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    credentials: Credentials | None = None  # none: the provider's key from the worker's environment
+
+
+MAX_FALLBACKS = 4
+MAX_PROFILE_STAGES = 8
+
+
+class StageRef(_Input):
+    """An extra stage (from an installed plugin) this agent's messages go through, with its options."""
+
+    name: str = Field(min_length=1, max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+MAX_CONTEXT_TURNS = 200  # per room, stored; a profile's max_turns can ask for at most this many
+
+
+class ContextSpec(_Input):
+    """How much of the room's conversation the model sees with each new message."""
+
+    max_turns: int = Field(default=20, ge=0, le=MAX_CONTEXT_TURNS)  # 0: none (the message alone)
+    max_tokens: int = Field(default=4000, ge=1, le=1_000_000)       # of earlier turns (estimated)
+    ttl_seconds: int = Field(default=7 * 86400, ge=60, le=366 * 86400)  # a room idle this long is forgotten
+
+
+class CacheSpec(_Input):
+    """Answer a request identical to an earlier one (same provider, model, rendered prompt and options)
+    from the cache, without a provider call."""
+
+    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
+
+
+class ResponseFormat(_Input):
+    type: Literal["text", "markdown", "json"] = "text"
+    # For json: the JSON Schema (draft 2020-12) the reply must be valid against; none: any JSON value.
+    json_schema: dict[str, Any] | None = Field(default=None, validation_alias=AliasChoices("schema", "json_schema",
+                                                                                           "jsonSchema"))
+
+
+
+class AgentProfile(_Input):
+    """`agent-profile-created` / `agent-profile-updated`: the full profile of one agent."""
+
+    agent_id: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=0)
+    name: str = ""
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    system_prompt: str = ""
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1, le=1_000_000)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    enabled: bool = True
+    # Provider-specific knobs, e.g. {"latency_ms": 200} for echo, {"base_url": ...} for local.
+    options: dict[str, Any] = Field(default_factory=dict)
+    # This agent's own provider key, by reference (none: the provider's key from the environment).
+    credentials: Credentials | None = None
+    # Up to 4 stop sequences, and tools in the OpenAI function-tool shape
+    # ({"type": "function", "function": {"name", "description", "parameters"}}); each provider maps them.
+    stop: list[str] = Field(default_factory=list, max_length=4)
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=64)
+    fallbacks: list[FallbackTarget] = Field(default_factory=list, max_length=MAX_FALLBACKS)
+    # Stream the answer: chunk events on `ai-message-reply-chunks`, then the usual final reply.
+    stream: bool = False
+    # Extra stages from installed plugins, run in this order within their position (pre-call, post-call,
+    # outputs). Built-in stages always run; a name no plugin provides is rejected at intake.
+    stages: list[StageRef] = Field(default_factory=list, max_length=MAX_PROFILE_STAGES)
+    # Conversation memory (absent: each message is answered on its own, as before contract 1.1).
+    context: ContextSpec | None = None
+    # Response cache (absent: every message calls its provider).
+    cache: CacheSpec | None = None
+    # What the reply must be: text (as the model wrote it), normalised Markdown, or JSON (optionally
+    # valid against a JSON Schema). A plain string ("json") is accepted for `{"type": "json"}`.
+    response_format: ResponseFormat = Field(default_factory=lambda: ResponseFormat())
+    # Cut longer replies at a sentence boundary (the reply says `truncated: true`). Not applied to JSON.
+    max_reply_chars: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _format_by_name(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
