@@ -242,3 +242,19 @@ async def test_a_repeated_request_is_answered_from_the_cache_and_billed_zero(cha
     assert status == 200 and usage["cache"]["hits"] == 1 and usage["cache"]["lookups"] == 2
     status, health = gateway.workers[0].get("/health")
     assert health["cache"]["hits"] >= 1 and "cache" in health["stages"]
+
+
+async def test_markdown_is_normalised_and_long_replies_are_cut_at_a_sentence(chat):
+    markdown, short = agent("markdown"), agent("short")
+    await chat.profile(profile(markdown, responseFormat="markdown"))  # echo answers with the message
+    await chat.profile(profile(short, maxReplyChars=40))
+    fence = message(markdown, content="Here is code:\n\n```python\nprint('hi')")
+    long = message(short, content="The first sentence is short. The second one runs well past the limit.")
+    for msg in (fence, long):
+        await chat.message(msg)
+    replies = await chat.wait_replies([fence["messageId"], long["messageId"]])
+    closed = replies[fence["messageId"]][0]
+    assert closed["status"] == "ok" and closed["content"].rstrip().endswith("```")
+    assert closed["content"].count("```") == 2 and "print('hi')" in closed["content"]
+    cut = replies[long["messageId"]][0]
+    assert cut["content"] == "The first sentence is short." and cut["truncated"] is True

@@ -166,3 +166,14 @@ async def test_a_clear_waits_for_the_room_and_forgets_everything_before_it():
     assert acked == [True] and tables.conversations == {}
     await say(pipeline, profile, "m2", "who am I?")
     assert [m.content for m in provider.requests[-1].messages] == ["who am I?"]
+
+
+async def test_a_cache_hit_counts_against_rpm_but_gives_its_tokens_back():
+    pipeline, provider, _, tables, profile = world(cache={"ttl_seconds": 60}, rate_limits={"rpm": 10, "tpm": 100_000})
+    await say(pipeline, profile, "m1", "hello")
+    after_call = pipeline.services.stores.windows.get("a")
+    await say(pipeline, profile, "m2", "hello")
+    after_hit = pipeline.services.stores.windows.get("a")
+    assert len(provider.requests) == 1
+    assert (after_call.requests, after_hit.requests) == (1, 2)  # the hit is a request
+    assert after_hit.tokens == after_call.tokens == 47  # and used no tokens (reservation given back)
