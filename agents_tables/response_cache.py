@@ -36,6 +36,7 @@ class CachedAnswer:
     cost_usd: str           # what the call cost when it was made (what a hit saves)
     created_ms: int
     expires_ms: int
+    truncated: bool = False  # the text was cut to the profile's max_reply_chars
 
     def result(self) -> ChatResult:
         """The answer as a stage answer: no tokens used by this message."""

@@ -48,6 +48,10 @@ class Forgetting:
         try:
             await lanes.get(key).wait(room_ticket)
             self._apply(record)
+        except asyncio.CancelledError:
+            raise  # a rebalance: not acked, the next owner does it
+        except Exception:  # a bug must not stop the partition: say so loudly and go on
+            log.exception("conversation.clear_failed agent=%s clear_id=%s", agent_id, record.payload.clear_id)
         finally:
             lanes.release(key, room_ticket)
         done()
@@ -67,7 +71,10 @@ class Forgetting:
 
     def expire_cache(self, record: CacheExpiredRecord) -> None:
         """Runs in the dispatcher's event: the tombstones go to this record's (the agent's) partition."""
-        self.counters["cache_expired"] += self.stores.cache.expire(record.payload.keys, int(time.time() * 1000))
+        try:
+            self.counters["cache_expired"] += self.stores.cache.expire(record.payload.keys, int(time.time() * 1000))
+        except Exception:  # never crash the worker on a row: the next sweep asks again
+            log.exception("cache.expire_failed agent=%s", record.agent_id)
 
     async def cancel_all(self) -> int:
         """A rebalance: unfinished clears are not acked; the next owner reads them again (they repeat

@@ -65,6 +65,7 @@ class ResponseCache:
         self.counters["cache_saved_microusd"] += int(Decimal(entry.cost_usd) * 1_000_000)
         result = entry.result()
         ctx.cache_hit, ctx.stage_answer, ctx.result = entry, StageAnswer(self.name, result), result
+        ctx.truncated = entry.truncated
 
 
 def entry_for(ctx: MessageContext, cost_usd: Decimal, ttl_seconds: int, now_ms: int) -> CachedAnswer | None:
@@ -77,4 +78,4 @@ def entry_for(ctx: MessageContext, cost_usd: Decimal, ttl_seconds: int, now_ms: 
         text=result.text, finish_reason=result.finish_reason, tool_calls=(),
         input_tokens=sum(u.input_tokens for u in used), output_tokens=sum(u.output_tokens for u in used),
         provider=answer.target.provider, model=answer.target.model, cost_usd=f"{cost_usd:f}",
-        created_ms=now_ms, expires_ms=now_ms + ttl_seconds * 1000)
+        created_ms=now_ms, expires_ms=now_ms + ttl_seconds * 1000, truncated=ctx.truncated)

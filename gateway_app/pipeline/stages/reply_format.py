@@ -39,8 +39,9 @@ class ReplyFormat:
         if profile.response_format.type == "markdown":
             ctx.result = replace(ctx.result, text=normalize_markdown(ctx.result.text))
         if profile.max_reply_chars is not None:
-            text, ctx.truncated = truncate_at_sentence(ctx.result.text, profile.max_reply_chars)
+            text, cut = truncate_at_sentence(ctx.result.text, profile.max_reply_chars)
             ctx.result = replace(ctx.result, text=text)
+            ctx.truncated = ctx.truncated or cut  # a cached answer says whether it had been cut
 
     async def _json(self, ctx: MessageContext, fmt: ResponseFormat) -> None:
         reason = _invalid(ctx.result, fmt)

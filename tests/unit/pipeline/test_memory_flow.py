@@ -177,3 +177,11 @@ async def test_a_cache_hit_counts_against_rpm_but_gives_its_tokens_back():
     assert len(provider.requests) == 1
     assert (after_call.requests, after_hit.requests) == (1, 2)  # the hit is a request
     assert after_hit.tokens == after_call.tokens == 47  # and used no tokens (reservation given back)
+
+
+async def test_a_cached_answer_that_had_been_cut_is_still_marked_truncated():
+    pipeline, provider, _, _, profile = world(cache={"ttl_seconds": 60}, max_reply_chars=12)
+    first = await say(pipeline, profile, "m1", "Short one. And a much longer second sentence.")
+    second = await say(pipeline, profile, "m2", "Short one. And a much longer second sentence.")
+    assert first["truncated"] and second["truncated"] and second["cache_hit"]
+    assert second["content"] == first["content"] == "said: Short" and len(provider.requests) == 1
