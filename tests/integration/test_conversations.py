@@ -13,17 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.azure_server import FakeAzureOpenAI
-from tests.fakes.base import ServerThread
-from tests.fakes.cohere_server import FakeCohere
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.all_providers import MODEL, PROVIDERS, provider_env, running_fakes
 from tests.integration.conftest import make_cluster
 from tests.integration.harness import Chat, message, profile
 
-PROVIDERS = ["openai", "azure", "local", "anthropic", "cohere"]
-MODEL = {"openai": "gpt-4o-mini", "azure": "gpt4o-prod", "local": "llama-3.1-8b", "anthropic": "claude-haiku-4-5",
-         "cohere": "command-r-08-2024"}
 WEATHER = {"type": "function", "function": {"name": "weather", "description": "the weather in a city",
                                             "parameters": {"type": "object",
                                                            "properties": {"city": {"type": "string"}}}}}
@@ -31,28 +24,14 @@ WEATHER = {"type": "function", "function": {"name": "weather", "description": "t
 
 @pytest.fixture(scope="module")
 def fakes():
-    servers = {"openai": FakeOpenAI(), "azure": FakeAzureOpenAI(), "local": FakeOpenAI("local"),
-               "anthropic": FakeAnthropic(), "cohere": FakeCohere()}
-    threads = {name: ServerThread(server.app).__enter__() for name, server in servers.items()}
-    yield servers, threads
-    for thread in threads.values():
-        thread.__exit__()
-
-
-def provider_env(threads) -> dict[str, str]:
-    return {
-        "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": threads["openai"].url + "/v1",
-        "AZURE_OPENAI_API_KEY": "az-test", "AZURE_OPENAI_ENDPOINT": threads["azure"].url,
-        "LOCAL_LLM_BASE_URL": threads["local"].url + "/v1",
-        "ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": threads["anthropic"].url,
-        "CO_API_KEY": "co-test", "COHERE_BASE_URL": threads["cohere"].url,
-        "GATEWAY_RETRY_BASE_DELAY_SECONDS": "0.05",
-    }
+    with running_fakes() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def gateway(kafka, tmp_path_factory, fakes):
-    cluster = make_cluster(kafka, tmp_path_factory.mktemp("conversations"), **provider_env(fakes[1]))
+    cluster = make_cluster(kafka, tmp_path_factory.mktemp("conversations"), **provider_env(fakes[1]),
+                           GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05")
     cluster.worker().wait_ready()
     yield cluster
     cluster.stop()

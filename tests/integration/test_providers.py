@@ -10,41 +10,26 @@ import uuid
 
 import pytest
 
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.azure_server import FakeAzureOpenAI
-from tests.fakes.base import ServerThread
-from tests.fakes.cohere_server import FakeCohere
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.all_providers import MODEL, PROVIDERS, provider_env, running_fakes
 from tests.integration.conftest import make_cluster
 from tests.integration.harness import Chat, message, profile, profiles_applied, wait_until
 
-PROVIDERS = ["openai", "azure", "local", "anthropic", "cohere"]
 PREFIX = {"openai": "fake-openai says:", "azure": "fake-azure says:", "local": "fake-openai says:",
           "anthropic": "fake-anthropic says:", "cohere": "fake-cohere says:"}
-MODEL = {"openai": "gpt-4o-mini", "azure": "gpt4o-prod", "local": "llama-3.1-8b", "anthropic": "claude-haiku-4-5",
-         "cohere": "command-r-08-2024"}
 ATTEMPT_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
 def fakes():
-    servers = {"openai": FakeOpenAI(), "azure": FakeAzureOpenAI(), "local": FakeOpenAI("local"),
-               "anthropic": FakeAnthropic(), "cohere": FakeCohere()}
-    threads = {name: ServerThread(server.app).__enter__() for name, server in servers.items()}
-    yield servers, threads
-    for thread in threads.values():
-        thread.__exit__()
+    with running_fakes() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def gateway(kafka, tmp_path_factory, fakes):
     _, threads = fakes
     env = {
-        "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": threads["openai"].url + "/v1",
-        "AZURE_OPENAI_API_KEY": "az-test", "AZURE_OPENAI_ENDPOINT": threads["azure"].url,
-        "LOCAL_LLM_BASE_URL": threads["local"].url + "/v1",
-        "ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": threads["anthropic"].url,
-        "CO_API_KEY": "co-test", "COHERE_BASE_URL": threads["cohere"].url,
+        **provider_env(threads),
         "GATEWAY_RETRY_MAX_ATTEMPTS": "3", "GATEWAY_RETRY_BASE_DELAY_SECONDS": "0.05",
         "GATEWAY_CALL_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT), "GATEWAY_FIRST_TOKEN_TIMEOUT_SECONDS": "2",
         "GATEWAY_BREAKER_CONSECUTIVE_FAILURES": "3", "GATEWAY_BREAKER_OPEN_SECONDS": "120",
