@@ -11,7 +11,8 @@ words). Its id is the input's message id: a redelivered message cannot append tw
 An exchange (a message and its tool rounds) is kept or dropped whole: a tool call is never separated from
 its results, which every provider refuses.
 
-Bytes: a header line `<last_at_ms> <ttl_ms>` (the sweep reads only that), then the row as compact JSON.
+Bytes: a header line `<last_at_ms> <ttl_ms> <total_tokens>` (the sweep and the admission's token
+reservation read only that), then the row as compact JSON.
 """
 
 from __future__ import annotations
@@ -138,22 +139,27 @@ def _turn_of(row: dict[str, Any]) -> Turn:
 
 def encode(conv: Conversation) -> bytes:
     body = {"v": 1, "ratio": round(conv.ratio, 4), "turns": [_turn_json(t) for t in conv.turns]}
-    head = f"{conv.last_at_ms} {conv.ttl_ms}\n".encode()
+    head = f"{conv.last_at_ms} {conv.ttl_ms} {sum(t.tokens for t in conv.turns)}\n".encode()
     return head + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def decode(row: bytes) -> Conversation:
     head, _, body = row.partition(b"\n")
-    last_at_ms, ttl_ms = (int(part) for part in head.split())
+    last_at_ms, ttl_ms = (int(part) for part in head.split()[:2])
     data = json.loads(body)
     return conversation((_turn_of(t) for t in data["turns"]), last_at_ms, ttl_ms, float(data.get("ratio", 1.0)))
 
 
 def idle_since(row: bytes) -> tuple[int, int]:
     """(last_at_ms, ttl_ms) from the header alone: the sweep reads every row and decodes none."""
-    head = row[: row.index(b"\n")]
-    last_at_ms, ttl_ms = (int(part) for part in head.split())
+    last_at_ms, ttl_ms, _ = header(row)
     return last_at_ms, ttl_ms
+
+
+def header(row: bytes) -> tuple[int, int, int]:
+    """(last_at_ms, ttl_ms, total_tokens), without decoding the turns."""
+    last_at_ms, ttl_ms, total_tokens = (int(part) for part in row[: row.index(b"\n")].split())
+    return last_at_ms, ttl_ms, total_tokens
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -208,6 +214,16 @@ class ConversationStore:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("conversations.undecodable_row agent=%s error=%r (read as empty)", agent_id, exc)
             return None
+
+    def total_tokens(self, agent_id: str, room_id: str) -> int:
+        """The stored turns' tokens (from the row's header: no decoding)."""
+        row = self.table.get(key_of(agent_id, room_id))
+        if row is None:
+            return 0
+        try:
+            return header(row)[2]
+        except ValueError:
+            return 0
 
     def append(self, agent_id: str, room_id: str, turn: Turn, ttl_ms: int, ratio: float) -> bool:
         new = appended(self.get(agent_id, room_id), turn, ttl_ms, ratio, self.caps)

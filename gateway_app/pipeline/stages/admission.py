@@ -87,8 +87,7 @@ class Admission:
         spec = profile.context
         if spec is None or not spec.max_turns:
             return 0
-        conv = self.stores.conversations.get(ctx.message.agent_id, ctx.message.room_id)
-        return min(spec.max_tokens, sum(t.tokens for t in conv.turns)) if conv else 0
+        return min(spec.max_tokens, self.stores.conversations.total_tokens(ctx.message.agent_id, ctx.message.room_id))
 
 
 class ConversationTurn:

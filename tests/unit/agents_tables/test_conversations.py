@@ -29,7 +29,7 @@ def test_bytes_round_trip_every_field():
     conv = c.conversation([msg("m1", 10, calls=[call]), results("t1", "m1", ["call_1"], 20)], 20, 60_000, 1.3)
     again = c.decode(c.encode(conv))
     assert again == conv and again.has("t1") and again.turns[1].results[0].content == "out call_1"
-    assert c.idle_since(c.encode(conv)) == (20, 60_000)
+    assert c.idle_since(c.encode(conv)) == (20, 60_000) and c.header(c.encode(conv)) == (20, 60_000, 8)
 
 
 def test_an_append_is_idempotent_by_turn_id_and_keeps_order():
