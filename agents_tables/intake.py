@@ -29,6 +29,7 @@ def register(app: faust.App, forwarder: InputForwarder, topics: GatewayTopics) -
         "intake-profile-deleted": topics.profile_deleted,
         "intake-tool-results": topics.tool_results,
         "intake-conversation-cleared": topics.conversation_cleared,
+        "intake-moderation-signals": topics.moderation_signals,
     }
     for name, topic in sources.items():
         app.agent(topic, name=name)(_intake_loop(app, forwarder))

@@ -1,5 +1,6 @@
 """The sweep: every `sweep_interval_seconds`, each worker looks through the rows of the partitions it
-owns for rooms idle past their ttl and cache entries past their expiry, and asks the owner to delete
+owns for rooms idle past their ttl, cache entries past their expiry and moderation signals past their
+ttl, and asks the owner to delete
 them by a record on `gateway-agent-events` (keyed by agent id). Tables can only be written from the
 agent's own events (see FAUST_NOTES: a write outside an event has no partition), and that way the
 deletion also takes an exact place in the agent's stream; the owner checks again before it deletes.
@@ -24,6 +25,8 @@ from gateway_app.contract.internal import (
     CacheExpiredRecord,
     ConversationClearedRecord,
     Origin,
+    SignalsExpired,
+    SignalsExpiredRecord,
     encode_agent_event,
 )
 from gateway_app.publisher import Publisher
@@ -47,8 +50,8 @@ async def paced(rows: Iterable) -> list:
     return found
 
 
-async def sweep(stores: Stores, publisher: Publisher) -> tuple[int, int]:
-    """Ask for the deletions; returns (idle rooms, expired cache entries) asked for."""
+async def sweep(stores: Stores, publisher: Publisher) -> tuple[int, int, int]:
+    """Ask for the deletions; returns (idle rooms, expired cache entries, rooms with expired signals)."""
     now_ms = int(time.time() * 1000)
     origin = sweep_origin(now_ms)
     rooms = await paced(stores.conversations.idle_rooms(now_ms))
@@ -64,7 +67,11 @@ async def sweep(stores: Stores, publisher: Publisher) -> tuple[int, int]:
             payload = CacheExpired(agent_id=agent_id, keys=agent_keys[start:start + KEYS_PER_RECORD])
             await publisher.forward(agent_id, encode_agent_event(
                 CacheExpiredRecord(agent_id=agent_id, origin=origin, payload=payload)))
-    return len(rooms), sum(map(len, keys.values()))
+    signal_rooms = await paced(stores.moderation.rooms_to_sweep(now_ms))
+    for agent_id, room_id in signal_rooms:
+        await publisher.forward(agent_id, encode_agent_event(SignalsExpiredRecord(
+            agent_id=agent_id, origin=origin, payload=SignalsExpired(agent_id=agent_id, room_id=room_id))))
+    return len(rooms), sum(map(len, keys.values())), len(signal_rooms)
 
 
 def register(app: faust.App, stores: Stores, publisher: Publisher, interval_seconds: float) -> None:
@@ -73,9 +80,10 @@ def register(app: faust.App, stores: Stores, publisher: Publisher, interval_seco
         if app.rebalancing:
             return  # the rows may be moving; the next sweep sees them where they are
         try:
-            rooms, entries = await sweep(stores, publisher)
+            rooms, entries, signal_rooms = await sweep(stores, publisher)
         except Exception:  # a sweep that fails is tried again at the next interval
             log.exception("sweep.failed")
             return
-        if rooms or entries:
-            log.info("sweep.requested idle_rooms=%d expired_cache_entries=%d", rooms, entries)
+        if rooms or entries or signal_rooms:
+            log.info("sweep.requested idle_rooms=%d expired_cache_entries=%d rooms_with_expired_signals=%d",
+                     rooms, entries, signal_rooms)

@@ -14,9 +14,11 @@ import faust
 from typing import TYPE_CHECKING
 
 from agents_tables.conversations import Caps, ConversationStore
+from agents_tables.moderation import ModerationStore
 from agents_tables.outcomes import OutcomeStore
 from agents_tables.profiles import ProfileStore
 from agents_tables.response_cache import CacheStore
+from agents_tables.room_index import RoomIndexStore
 from agents_tables.windows import WindowStore
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ OUTCOMES = "message-outcomes"
 CONVERSATIONS = "agent-conversations"
 RESPONSE_CACHE = "response-cache"
 CACHE_STATS = "response-cache-stats"
+ROOM_MODERATION = "room-moderation"
+ROOM_AGENTS = "room-agents"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class GatewayTables:
     conversations: faust.Table  # agent id + room id -> the turns (agents_tables.conversations)
     response_cache: faust.Table  # agent id + request hash -> an answer (agents_tables.response_cache)
     cache_stats: faust.Table    # agent id -> cache lookups, hits and savings
+    room_moderation: faust.Table  # agent id + room id -> active signals, recent replies (agents_tables.moderation)
+    room_agents: faust.Table    # room id -> agents seen lately (on gateway-room-events' partitions)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Stores:
     outcomes: OutcomeStore
     conversations: ConversationStore
     cache: CacheStore
+    moderation: ModerationStore
+    rooms: RoomIndexStore
 
     @classmethod
     def over(cls, tables: GatewayTables, settings: "Settings") -> "Stores":
@@ -56,7 +64,9 @@ class Stores:
                    OutcomeStore(tables.outcomes, settings.dedupe_per_partition),
                    ConversationStore(tables.conversations,
                                      Caps(settings.conversation_max_turns, settings.conversation_max_bytes)),
-                   CacheStore(tables.response_cache, tables.cache_stats, settings.cache_entries_per_partition))
+                   CacheStore(tables.response_cache, tables.cache_stats, settings.cache_entries_per_partition),
+                   ModerationStore(tables.room_moderation),
+                   RoomIndexStore(tables.room_agents, int(settings.room_active_seconds * 1000)))
 
     def forget_local_state(self) -> None:
         """A rebalance: caches and per-partition bookkeeping may no longer match the rows we own."""
@@ -83,4 +93,6 @@ def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> Gatew
         conversations=table(CONVERSATIONS, "Conversation turns by agent id + room id.", value_type=bytes),
         response_cache=table(RESPONSE_CACHE, "Cached answers by agent id + request hash.", value_type=bytes),
         cache_stats=table(CACHE_STATS, "Response cache lookups, hits and savings by agent id.", value_type=bytes),
+        room_moderation=table(ROOM_MODERATION, "Active moderation signals by agent id + room id.", value_type=bytes),
+        room_agents=table(ROOM_AGENTS, "Agents seen lately by room id.", value_type=bytes),
     )

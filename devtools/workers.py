@@ -38,7 +38,8 @@ class Deployment:
     @property
     def topics(self) -> dict[str, str]:
         keys = ["messages", "profile_created", "profile_updated", "profile_deleted", "tool_results",
-                "conversation_cleared", "replies", "reply_chunks", "billing", "dlq", "agent_events"]
+                "conversation_cleared", "moderation_signals", "replies", "reply_chunks", "billing", "dlq",
+                "moderation_events", "agent_events", "room_events"]
         return {key: self.topic(key) for key in keys}
 
     def environment(self) -> dict[str, str]:

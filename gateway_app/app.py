@@ -11,12 +11,14 @@ from typing import Awaitable, Callable
 import faust
 import mode
 
-from agents_tables import answering, intake, sweep
+from agents_tables import answering, intake, rooms, sweep
 from agents_tables.tables import GatewayTables, Stores, define_tables
 from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.forwarding import InputForwarder
 from gateway_app.kafka.recovery import GatewayTableManager
 from gateway_app.kafka.transport import GatewayTransport
+from gateway_app.moderation import checks
+from gateway_app.moderation.provider_moderation import ProviderModeration
 from gateway_app.pipeline.caller import Caller
 from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
@@ -91,7 +93,8 @@ def faust_app(settings: Settings) -> faust.App:
 
 COUNTERS = ("answered", "rejected", "blocked", "redelivered", "absorbed", "profiles_applied", "profiles_stale",
             "stages_failed_open", "turns_appended", "conversations_cleared", "cache_hits", "cache_misses",
-            "cache_saved_microusd", "cache_expired")
+            "cache_saved_microusd", "cache_expired", "signals_applied", "signals_expired", "moderation_flagged",
+            "moderation_blocked")
 
 
 async def graceful_stop(app: faust.App, dispatcher: Dispatcher, grace_seconds: float) -> None:
@@ -112,7 +115,8 @@ def build_services(settings: Settings, tables: GatewayTables, publisher: Publish
     caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight))
     stores = Stores.over(tables, settings)
     return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins,
-                    dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings))
+                    dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings),
+                    ProviderModeration(timeout=settings.call_timeout_seconds))
 
 
 def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gateway:
@@ -126,6 +130,7 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     dispatcher = Dispatcher(services)
     intake.register(app, InputForwarder(settings, publisher, is_known, plugins.check_stage), topics)
     answering.register(app, dispatcher, topics)
+    rooms.register(app, services.stores, publisher, topics)
     sweep.register(app, services.stores, publisher, settings.sweep_interval_seconds)
     views.register(app, settings, topics, services, dispatcher)
     app.before_stop = lambda: graceful_stop(app, dispatcher, settings.shutdown_grace_seconds)
@@ -134,11 +139,17 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     async def declare_output_topics() -> None:
         await declare_outputs(topics)
 
+    @app.task
+    async def load_language_model() -> None:
+        # The language check's model loads in about a second: at start, not on the first reply.
+        await asyncio.to_thread(checks.warm_up)
+
     @app.service
     class ProviderClients(mode.Service):
         """Closes the providers' pooled connections when the worker stops."""
 
         async def on_stop(self) -> None:
             await providers.aclose()
+            await services.provider_moderation.aclose()
 
     return Gateway(app, settings, topics, tables, services, dispatcher)

@@ -8,7 +8,9 @@
 - `gateway keys encrypt --agent A --provider P`: read a provider key on stdin, print its `enc:` reference
   (encrypted under GATEWAY_KEYRING's first key, bound to that agent and provider);
 - `gateway keys rotate [--dry-run]`: publish every stored profile whose `enc:` references use an older
-  key id as its next version, re-encrypted under GATEWAY_KEYRING's first key.
+  key id as its next version, re-encrypted under GATEWAY_KEYRING's first key;
+- `gateway moderation eval [path] [--errors]`: print each local moderation check's precision and recall on
+  a labelled set (default: the set under tests/moderation_set).
 
 `--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
@@ -133,6 +135,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(print_plugins("--json" in args[1:]))
     if args[:1] == ["keys"]:
         sys.exit(keys_command(args[1:]))
+    if args[:1] == ["moderation"]:
+        from gateway_app.moderation.evaluate import main as moderation_main
+
+        sys.exit(moderation_main(args[1:]))
     from gateway_app import log_redaction
     from gateway_app.app import create_gateway
 

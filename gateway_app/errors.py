@@ -53,3 +53,14 @@ class Blocked(GatewayError):
     def __init__(self, stage: str, reason: str) -> None:
         super().__init__(ErrorCode.BLOCKED_BY_STAGE, f"blocked by stage {stage!r}: {reason}")
         self.stage = stage
+
+
+class ModerationBlocked(GatewayError):
+    """A moderation check blocked the input or the reply, or a signal muted the agent: an answer (status
+    blocked, the check's code, no content), not a failure: no DLQ."""
+
+    reply_status = ReplyStatus.BLOCKED
+    dead_letter = False
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(code, reason)

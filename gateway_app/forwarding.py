@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import time
+from collections import OrderedDict
 from typing import Callable
 
 from gateway_app.contract import ids
@@ -23,6 +24,7 @@ from gateway_app.contract.decode import (
     StageCheck,
     decode_conversation_cleared,
     decode_message,
+    decode_moderation_signal,
     decode_profile,
     decode_profile_deleted,
     decode_tool_results,
@@ -38,14 +40,19 @@ from gateway_app.contract.internal import (
     Origin,
     ProfileDeletedRecord,
     ProfileRecord,
+    RoomActivity,
+    RoomActivityRecord,
+    RoomSignalRecord,
+    SignalRecord,
     ToolResultsRecord,
     encode_agent_event,
+    encode_room_event,
 )
 from gateway_app.pipeline import records
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
 
-Decoder = Callable[[bytes | None, Origin], AnyAgentEvent | Rejection]
+Decoder = Callable[[bytes | None, Origin], AnyAgentEvent | RoomSignalRecord | Rejection]
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -64,6 +71,7 @@ class InputForwarder:
     def __init__(self, settings: Settings, publisher: Publisher, known_provider: Callable[[str], bool],
                  check_stage: StageCheck) -> None:
         self.publisher = publisher
+        self.rooms = RoomAnnouncer(publisher, int(settings.room_announce_seconds * 1000))
         limits = InputLimits(settings.max_content_chars, settings.max_metadata_bytes)
 
         def message(raw: bytes | None, origin: Origin):
@@ -93,6 +101,14 @@ class InputForwarder:
             return decoded if isinstance(decoded, Rejection) else \
                 ConversationClearedRecord(agent_id=decoded.agent_id, payload=decoded, origin=origin)
 
+        def signal(raw: bytes | None, origin: Origin):
+            decoded = decode_moderation_signal(raw)
+            if isinstance(decoded, Rejection):
+                return decoded
+            if decoded.agent_id is None:  # to the room index, which knows the agents of the room
+                return RoomSignalRecord(payload=decoded, origin=origin)
+            return SignalRecord(agent_id=decoded.agent_id, payload=decoded, origin=origin)
+
         topics = settings.topics
         self.decoders: dict[str, tuple[str, Decoder]] = {
             topics.messages: ("message", message),
@@ -101,6 +117,7 @@ class InputForwarder:
             topics.profile_deleted: ("profile_deleted", deleted),
             topics.tool_results: ("tool_results", tool_results),
             topics.conversation_cleared: ("conversation_cleared", cleared),
+            topics.moderation_signals: ("moderation_signal", signal),
         }
 
     async def handle(self, event) -> None:
@@ -115,7 +132,12 @@ class InputForwarder:
         if isinstance(result, Rejection):
             await self.reject(kind, origin, result)
             return
+        if isinstance(result, RoomSignalRecord):
+            await self.publisher.to_room(result.payload.room_id, encode_room_event(result))
+            return
         await self.publisher.forward(result.agent_id, encode_agent_event(result))
+        if isinstance(result, (MessageRecord, ToolResultsRecord)):
+            await self.rooms.seen(result.agent_id, result.payload.room_id, origin.received_at_ms)
 
     async def reject(self, kind: str, origin: Origin, rejection: Rejection) -> None:
         message_id, agent_id = rejection.field("message_id"), rejection.field("agent_id")
@@ -134,6 +156,29 @@ class InputForwarder:
     async def internal_error(self, event) -> None:
         await self.publisher.dead_letter(
             records.dead_letter(origin_of(event), ErrorCode.INTERNAL_ERROR, "internal error in intake"))
+
+
+class RoomAnnouncer:
+    """Tells the room index (on `gateway-room-events`) that an agent was asked something in a room: at
+    most once per `interval_ms` per agent and room (remembered for `capacity` pairs, the least recently
+    announced forgotten first), so the index costs one record per active pair and interval, not one per
+    message."""
+
+    def __init__(self, publisher: Publisher, interval_ms: int, capacity: int = 100_000) -> None:
+        self.publisher, self.interval_ms, self.capacity = publisher, interval_ms, capacity
+        self.announced: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    async def seen(self, agent_id: str, room_id: str, at_ms: int) -> None:
+        pair = (agent_id, room_id)
+        last = self.announced.get(pair)
+        if last is not None and at_ms - last < self.interval_ms:
+            return
+        self.announced[pair] = at_ms
+        self.announced.move_to_end(pair)
+        while len(self.announced) > self.capacity:
+            self.announced.popitem(last=False)
+        record = RoomActivityRecord(payload=RoomActivity(room_id=room_id, agent_id=agent_id, at_ms=at_ms))
+        await self.publisher.to_room(room_id, encode_room_event(record))
 
 
 # Cheap first look: only a record with one of these bytes is parsed again and searched.

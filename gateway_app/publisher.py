@@ -12,7 +12,14 @@ from typing import Awaitable
 from faust.types import ProducerT
 from pydantic import BaseModel
 
-from gateway_app.contract.events import BillingEvent, ConversationCleared, DeadLetter, MessageReply, ReplyChunk
+from gateway_app.contract.events import (
+    BillingEvent,
+    ConversationCleared,
+    DeadLetter,
+    MessageReply,
+    ModerationEvent,
+    ReplyChunk,
+)
 from gateway_app.topics import GatewayTopics
 
 log = logging.getLogger(__name__)
@@ -30,7 +37,8 @@ class Publisher:
         self.producer = producer
         self.names = {name: getattr(topics, name).get_topic_name()
                       for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq",
-                                                                "conversation_cleared")}
+                                                                "conversation_cleared", "moderation_events",
+                                                                "room_events")}
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> Awaitable:
         return await self.producer.send(self.names[topic], key, value, partition=None, timestamp=None, headers=None)
@@ -41,6 +49,13 @@ class Publisher:
     async def clear_conversation(self, event: ConversationCleared) -> Awaitable:
         """Onto the input topic, like any chat service's clear: it takes its place in the agent's stream."""
         return await self._send("conversation_cleared", event.agent_id.encode(), encode(event))
+
+    async def to_room(self, room_id: str, value: bytes) -> Awaitable:
+        """Onto `gateway-room-events`, keyed by room id (where the room -> agents index lives)."""
+        return await self._send("room_events", room_id.encode(), value)
+
+    async def moderation_event(self, event: ModerationEvent) -> Awaitable:
+        return await self._send("moderation_events", event.room_id.encode(), encode(event))
 
     async def reply(self, reply: MessageReply) -> Awaitable:
         return await self.send_reply_bytes(reply.room_id, encode(reply))

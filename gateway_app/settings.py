@@ -37,8 +37,12 @@ class TopicNames(BaseSettings):
     dlq: str = "ai-message-dlq"
     tool_results: str = "ai-tool-results"
     conversation_cleared: str = "conversation-cleared"
+    moderation_signals: str = "moderation-signals"
+    moderation_events: str = "ai-moderation-events"
     # Internal: every input re-keyed by agent id, so a profile and the messages for it share a partition.
     agent_events: str = "gateway-agent-events"
+    # Internal: room activity and agent-less signals keyed by room id, where the room -> agents index lives.
+    room_events: str = "gateway-room-events"
 
 
 class Settings(BaseSettings):
@@ -84,7 +88,15 @@ class Settings(BaseSettings):
     # How long a 429 without Retry-After pauses its endpoint.
     rate_limit_pause_seconds: float = Field(1.0, ge=0)
 
-    @field_validator("web_read_tokens", "web_admin_tokens", mode="before")
+    @field_validator("moderation_patterns", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        """Patterns contain commas: a JSON list, or one pattern."""
+        if isinstance(value, str):
+            return json.loads(value) if value.lstrip().startswith("[") else [value]
+        return value
+
+    @field_validator("web_read_tokens", "web_admin_tokens", "moderation_words", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`GATEWAY_WEB_READ_TOKENS=a,b` as well as a JSON list."""
@@ -138,6 +150,16 @@ class Settings(BaseSettings):
     # how often an idle stream gets a keep-alive comment.
     sse_max_streams: int = Field(100, ge=1)
     sse_keepalive_seconds: float = Field(15.0, gt=0)
+    # Moderation. An agent counts as active in a room (an agent-less signal reaches it) this long after
+    # its last message there; the intake says so to the room index at most once per announce interval
+    # per agent and room. Moderation events carry the text checked only when include_content is on.
+    room_active_seconds: float = Field(86_400.0, gt=0)
+    room_announce_seconds: float = Field(600.0, ge=0)
+    moderation_include_content: bool = False
+    # Added to the shipped word list (comma-separated, or a JSON list) and to every profile's patterns
+    # (a JSON list of regular expressions, or one).
+    moderation_words: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    moderation_patterns: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Decoded profiles kept in memory per worker (the table stays the source of truth).
     profile_cache_size: int = Field(10_000, ge=0)
 

@@ -19,11 +19,14 @@ class GatewayTopics:
     profile_deleted: faust.TopicT
     tool_results: faust.TopicT
     conversation_cleared: faust.TopicT
+    moderation_signals: faust.TopicT
     agent_events: faust.TopicT
     replies: faust.TopicT
     reply_chunks: faust.TopicT
     billing: faust.TopicT
     dlq: faust.TopicT
+    moderation_events: faust.TopicT
+    room_events: faust.TopicT
 
 
 def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
@@ -44,15 +47,18 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
         profile_deleted=owned(names.profile_deleted),
         tool_results=owned(names.tool_results),
         conversation_cleared=owned(names.conversation_cleared),
+        moderation_signals=owned(names.moderation_signals),
         agent_events=owned(names.agent_events),
         replies=owned(names.replies),
         reply_chunks=owned(names.reply_chunks),
         billing=owned(names.billing),
         dlq=owned(names.dlq),
+        moderation_events=owned(names.moderation_events),
+        room_events=owned(names.room_events),
     )
 
 
 async def declare_outputs(topics: GatewayTopics) -> None:
     """Create the output topics at start-up (agents declare their own sources)."""
-    for topic in (topics.replies, topics.reply_chunks, topics.billing, topics.dlq):
+    for topic in (topics.replies, topics.reply_chunks, topics.billing, topics.dlq, topics.moderation_events):
         await topic.maybe_declare()

@@ -15,6 +15,7 @@ from gateway_app.contract.events import (
     ConversationCleared,
     ErrorCode,
     MessageCreated,
+    ModerationSignal,
     ToolResults,
 )
 from gateway_app.pipeline.formats import check_schema
@@ -166,3 +167,7 @@ def decode_conversation_cleared(raw: bytes | None) -> ConversationCleared | Reje
 
 def decode_profile_deleted(raw: bytes | None) -> AgentProfileDeleted | Rejection:
     return decode(AgentProfileDeleted, raw)
+
+
+def decode_moderation_signal(raw: bytes | None) -> ModerationSignal | Rejection:
+    return decode(ModerationSignal, raw)

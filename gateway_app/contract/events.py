@@ -16,6 +16,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from gateway_app.contract.model import CONTRACT_VERSION, _Input, _Output
+from gateway_app.contract.moderation import (  # noqa: F401  (re-exported: the contract in one import)
+    CheckRule,
+    ModerationEvent,
+    ModerationInfo,
+    ModerationSignal,
+    ModerationSpec,
+    Severity,
+    SignalKind,
+)
 from gateway_app.contract.profile import (  # noqa: F401  (re-exported: the contract in one import)
     MAX_CONTEXT_TURNS,
     MAX_FALLBACKS,
@@ -136,6 +145,18 @@ class ErrorCode(StrEnum):
     UNKNOWN_TOOL_CALL = "unknown_tool_call"  # tool results for a call the conversation does not have
     TOOL_CALL_ANSWERED = "tool_call_answered"  # tool results for a call that already has its results
     INVALID_RESPONSE_FORMAT = "invalid_response_format"  # not valid JSON (for its schema), also after a repair
+    AGENT_MUTED = "agent_muted"            # an `inappropriate` signal of high severity muted the agent in the room
+    # A moderation check blocked the input or the reply (status blocked): one code per check.
+    MODERATION_WORDLIST = "moderation_wordlist"
+    MODERATION_PII = "moderation_pii"
+    MODERATION_REPETITION = "moderation_repetition"
+    MODERATION_EMPTY = "moderation_empty"
+    MODERATION_REFUSAL = "moderation_refusal"
+    MODERATION_TRUNCATED = "moderation_truncated"
+    MODERATION_LANGUAGE = "moderation_language"
+    MODERATION_TOO_LONG = "moderation_too_long"
+    MODERATION_PROVIDER = "moderation_provider"  # the provider's moderation endpoint flagged it
+    MODERATION_CHECK_FAILED = "moderation_check_failed"  # a check with fail_mode closed errored or timed out
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
 
 
@@ -191,6 +212,7 @@ class MessageReply(_Output):
     reply_to: str | None = None   # for a reply to tool results: the message whose tool calls they answer
     cache_hit: bool = False       # answered from the response cache, without a provider call
     truncated: bool = False       # cut at `max_reply_chars` (at a sentence boundary)
+    moderation: ModerationInfo | None = None  # the signals active for it and the checks that did not pass
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -213,6 +235,7 @@ class ReplyChunk(_Output):
     delta: str
     final: bool
     created_at: datetime
+    blocked: bool = False  # a final chunk that ends the stream because a moderation check blocked the reply
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -271,10 +294,12 @@ INPUT_EVENTS: dict[str, type[BaseModel]] = {
     "agent-profile-deleted": AgentProfileDeleted,
     "ai-tool-results": ToolResults,
     "conversation-cleared": ConversationCleared,
+    "moderation-signals": ModerationSignal,
 }
 OUTPUT_EVENTS: dict[str, type[BaseModel]] = {
     "ai-message-reply": MessageReply,
     "ai-message-reply-chunks": ReplyChunk,
     "ai-billing-events": BillingEvent,
     "ai-message-dlq": DeadLetter,
+    "ai-moderation-events": ModerationEvent,
 }

@@ -27,6 +27,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ai-tool-results": {
         "messageId": "tr-77", "replyTo": "m-123", "agentId": "support-bot", "roomId": "room-9", "userId": "u-7",
         "results": [{"toolCallId": "call_8f2c", "content": "{\"status\": \"shipped\"}", "isError": False}]},
+    "moderation-signals": {
+        "signalId": "sig-501", "signal": "inappropriate", "roomId": "room-9", "agentId": None, "userId": "u-7",
+        "severity": "medium", "score": 0.82, "categories": ["harassment"], "ttlSeconds": 3600,
+        "createdAt": "2026-11-26T10:02:00Z"},
     "conversation-cleared": {
         "agentId": "support-bot", "roomId": "room-9", "before": "2026-11-26T00:00:00Z", "clearId": "gdpr-991"},
     "ai-message-reply": {
@@ -36,7 +40,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "usage": {"input_tokens": 61, "output_tokens": 6, "cached_input_tokens": 0, "reasoning_tokens": 0},
         "latency_ms": 840, "created_at": "2026-11-26T10:00:01.2Z", "fallback_index": 0, "attempts": 1,
         "finish_reason": "stop", "provider_request_id": "req_8f2c", "tool_calls": [], "stages": [],
-        "reply_to": "m-123", "cache_hit": False, "truncated": False, "contract_version": 1},
+        "reply_to": "m-123", "cache_hit": False, "truncated": False,
+        "moderation": {"signals": [{"signal_id": "sig-501", "signal": "inappropriate", "severity": "medium"}],
+                       "verdicts": [{"stage": "output", "check": "pii", "verdict": "flagged", "action": "mask",
+                                     "categories": ["phone"]}]},
+        "contract_version": 1},
     "ai-message-reply-chunks": {
         "chunk_id": "9d0e", "message_id": "m-123", "reply_id": "a49cc9ba-d81f-5154-8e50-ac11eb784f9e",
         "agent_id": "support-bot", "room_id": "room-9", "stream_id": "5f0c2b", "attempt": 1, "seq": 0,
@@ -47,6 +55,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "price_version": "2026-11-27", "created_at": "2026-11-26T10:00:01.2Z", "cache_hit": True,
         "saved_input_tokens": 23, "saved_output_tokens": 6, "saved_cost_usd": "0.00000705",
         "contract_version": 1},
+    "ai-moderation-events": {
+        "event_id": "3c9a", "message_id": "tr-77", "agent_id": "support-bot", "room_id": "room-9", "user_id": "u-7",
+        "stage": "output", "check": "pii", "verdict": "flagged", "action": "mask", "categories": ["phone"],
+        "scores": {}, "signal_id": None, "duration_ms": 1, "created_at": "2026-11-26T10:00:01.1Z",
+        "content": None, "contract_version": 1},
     "ai-message-dlq": {
         "dlq_id": "5b1e", "source_topic": "ai-tool-results", "source_partition": 3, "source_offset": 1041,
         "key_b64": "cm9vbS05", "value_b64": "e30=", "error_code": "unknown_tool_call",

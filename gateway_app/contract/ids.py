@@ -29,3 +29,12 @@ def dlq_id(topic: str, partition: int, offset: int, code: str) -> str:
 def source_message_id(topic: str, partition: int, offset: int) -> str:
     """Stands in for a missing `message_id` so that an error reply still gets a stable id."""
     return f"{topic}/{partition}/{offset}"
+
+
+def moderation_event_id(subject: str, stage: str, check: str, index: int) -> str:
+    """`subject`: the message id (checks) or the signal id (signals); `index` counts events of one kind."""
+    return str(uuid.uuid5(_NAMESPACE, f"moderation:{subject}:{stage}:{check}:{index}"))
+
+
+def moderation_billing_id(message_id: str, index: int) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:moderation:{index}"))

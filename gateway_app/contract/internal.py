@@ -24,6 +24,7 @@ from gateway_app.contract.events import (
     AgentProfileDeleted,
     ConversationCleared,
     MessageCreated,
+    ModerationSignal,
     ToolResults,
 )
 
@@ -96,8 +97,29 @@ class CacheExpiredRecord(_Record):
     payload: CacheExpired
 
 
+class SignalRecord(_Record):
+    """A moderation signal for one agent (its `agent_id` set: given, or by the room index's fan-out)."""
+
+    kind: Literal["moderation_signal"] = "moderation_signal"
+    payload: ModerationSignal
+
+
+class SignalsExpired(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agent_id: str
+    room_id: str
+
+
+class SignalsExpiredRecord(_Record):
+    """The sweep's: signals of this room past their ttl; the owner removes them (and says so)."""
+
+    kind: Literal["signals_expired"] = "signals_expired"
+    payload: SignalsExpired
+
+
 AnyAgentEvent = Union[MessageRecord, ToolResultsRecord, ProfileRecord, ProfileDeletedRecord,
-                      ConversationClearedRecord, CacheExpiredRecord]
+                      ConversationClearedRecord, CacheExpiredRecord, SignalRecord, SignalsExpiredRecord]
 AgentEvent = Annotated[AnyAgentEvent, Field(discriminator="kind")]
 AGENT_EVENT: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 # What the pipeline answers (a reply per record); the other kinds change tables only.
@@ -111,4 +133,43 @@ def decode_agent_event(raw: bytes) -> AnyAgentEvent:
 
 def encode_agent_event(record: AnyAgentEvent) -> bytes:
     # by_alias=False: the payload goes out in snake_case, whatever case the input used.
+    return record.model_dump_json().encode()
+
+
+# ---- `gateway-room-events` (key: room id): where the room -> agents index lives -------------------
+
+class RoomActivity(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    room_id: str
+    agent_id: str
+    at_ms: int
+
+
+class RoomActivityRecord(BaseModel):
+    """An agent was asked something in a room (sent by the intake, at most once per refresh interval)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["room_activity"] = "room_activity"
+    payload: RoomActivity
+
+
+class RoomSignalRecord(BaseModel):
+    """A signal without `agent_id`: fanned out to the agents active in the room."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["room_signal"] = "room_signal"
+    payload: ModerationSignal
+    origin: Origin
+
+
+RoomEvent = Annotated[Union[RoomActivityRecord, RoomSignalRecord], Field(discriminator="kind")]
+ROOM_EVENT: TypeAdapter[RoomEvent] = TypeAdapter(RoomEvent)
+
+
+def decode_room_event(raw: bytes) -> RoomActivityRecord | RoomSignalRecord:
+    return ROOM_EVENT.validate_json(raw)
+
+
+def encode_room_event(record: RoomActivityRecord | RoomSignalRecord) -> bytes:
     return record.model_dump_json().encode()

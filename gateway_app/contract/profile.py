@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 
 from gateway_app.contract.model import _Input
+from gateway_app.contract.moderation import ModerationSpec
 
 class RateLimits(_Input):
     """Per-agent limits; null means unlimited."""
@@ -126,6 +127,10 @@ class AgentProfile(_Input):
     response_format: ResponseFormat = Field(default_factory=lambda: ResponseFormat())
     # Cut longer replies at a sentence boundary (the reply says `truncated: true`). Not applied to JSON.
     max_reply_chars: int | None = Field(default=None, ge=1, le=1_000_000)
+    # Checks on every reply (and on input where listed), what platform signals do, a fallback reply.
+    moderation: ModerationSpec = Field(default_factory=lambda: ModerationSpec())
+    # The language replies are expected in (ISO 639-1), for the `language` check; none: the user's.
+    language: str | None = Field(default=None, min_length=2, max_length=8)
 
     @field_validator("response_format", mode="before")
     @classmethod

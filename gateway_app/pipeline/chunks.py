@@ -24,9 +24,9 @@ class ChunkPipe:
         self.queue: asyncio.Queue[ReplyChunk | None] = asyncio.Queue()
         self.task = asyncio.create_task(self._drain())
 
-    def put(self, attempt: int, seq: int, delta: str, final: bool) -> None:
+    def put(self, attempt: int, seq: int, delta: str, final: bool, blocked: bool = False) -> None:
         stream_id = self.streams.setdefault(attempt, uuid.uuid4().hex)
-        self.queue.put_nowait(records.reply_chunk(self.message, stream_id, attempt, seq, delta, final))
+        self.queue.put_nowait(records.reply_chunk(self.message, stream_id, attempt, seq, delta, final, blocked))
 
     async def _drain(self) -> None:
         while (chunk := await self.queue.get()) is not None:

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 
 from gateway_app.contract.events import AgentProfile, MessageCreated, StageNote
 from agents_tables.conversations import Conversation, Turn
+from agents_tables.moderation import ActiveSignal
 from agents_tables.response_cache import CachedAnswer
-from gateway_app.contract.events import ToolResults
+from gateway_app.contract.events import BillingEvent, ModerationEvent, ToolResults
+from gateway_app.contract.moderation import Verdict
+from gateway_app.moderation.steering import NOTHING, Steering
 from gateway_app.contract.internal import Answerable, MessageRecord, Origin
 from gateway_app.pipeline.acker import AckSlot
 from gateway_app.pipeline.caller import Answer, CallLog
@@ -46,6 +49,9 @@ class MessageContext:
     slot: AckSlot
     arrived: float = field(default_factory=time.monotonic)
     task: asyncio.Task | None = field(default=None, repr=False)
+    # Read with the message (the dispatcher): the room's moderation signals active at its place in the
+    # agent's stream; a signal applied later does not reach it.
+    signals: tuple[ActiveSignal, ...] = ()
     # Admission: the agent's turn (taken at arrival), the profile, the rate-window reservation.
     agent_turn: Ticket | None = None
     profile: AgentProfile | None = None
@@ -59,6 +65,14 @@ class MessageContext:
     new_turn: Turn | None = None
     prompt_estimate: int = 0
     input_estimate: int = 0  # of the new input alone (the turn's input tokens, once corrected)
+    # What the signals do to it (set by the prompt stage, which steers the request).
+    steering: Steering = NOTHING
+    # Moderation: the checks that did not pass (for the reply), the events to publish, and the billing
+    # of provider moderation calls.
+    verdicts: list[Verdict] = field(default_factory=list)
+    moderation_events: list[ModerationEvent] = field(default_factory=list)
+    extra_billing: list[BillingEvent] = field(default_factory=list)
+    stream_pipe: object | None = field(default=None, repr=False)  # a held stream (moderation.gate.HeldPipe)
     # Response cache: the request's hash (when the profile caches) and the entry that answered.
     cache_key: str | None = None
     cache_hit: CachedAnswer | None = None

@@ -32,6 +32,8 @@ from gateway_app.contract.internal import (
     CacheExpiredRecord,
     ConversationClearedRecord,
     MessageRecord,
+    SignalRecord,
+    SignalsExpiredRecord,
     ToolResultsRecord,
     decode_agent_event,
 )
@@ -40,6 +42,7 @@ from gateway_app.pipeline.acker import InOrderAcker
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.forgetting import Forgetting
 from gateway_app.pipeline.pipeline import Pipeline
+from gateway_app.pipeline.signals import SignalLog
 from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.outputs import resend
 
@@ -63,6 +66,7 @@ class Dispatcher:
         self.resets = 0  # rebalances seen; events that waited across one are dropped
         self.draining = False  # a graceful stop is under way: nothing new starts
         self.forgetting = Forgetting(services)
+        self.signals = SignalLog(services)
 
     async def on_event(self, event: Any) -> None:
         if self.draining:
@@ -90,6 +94,10 @@ class Dispatcher:
             return
         if isinstance(record, CacheExpiredRecord):
             self.forgetting.expire_cache(record)
+        elif isinstance(record, SignalRecord):
+            await self.signals.apply(record)
+        elif isinstance(record, SignalsExpiredRecord):
+            await self.signals.expire(record)
         else:
             self._apply_profile(record.payload)
         self.acker.done(partition, slot)
@@ -102,7 +110,9 @@ class Dispatcher:
             lane.notify()  # a message parked for this agent's profile may go on
 
     def _start(self, record: Answerable, partition: int, slot) -> None:
-        ctx = MessageContext(record, partition, slot, profile=self.stores.profiles.live(record.agent_id))
+        ctx = MessageContext(record, partition, slot, profile=self.stores.profiles.live(record.agent_id),
+                             signals=self.stores.moderation.active(record.agent_id, record.payload.room_id,
+                                                                   int(time.time() * 1000)))
         message = ctx.message
         remembered = self.stores.outcomes.get(message.message_id)
         decision = None if remembered is None else redelivery(

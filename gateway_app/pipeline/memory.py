@@ -14,6 +14,7 @@ import logging
 import time
 
 from agents_tables.conversations import with_reply
+from gateway_app.moderation.rules import output_rules
 from gateway_app.pipeline import conversation
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Services
@@ -33,6 +34,7 @@ class Memory:
         try:
             self._append_turn(ctx)
             self._cache(ctx)
+            self._recent_reply(ctx)
         except Exception:
             log.exception("memory.failed message=%s (the answer was published; its turn or cache entry "
                           "was not kept)", ctx.message.message_id)
@@ -55,6 +57,16 @@ class Memory:
         message = ctx.message
         if self.stores.conversations.append(message.agent_id, message.room_id, stored, ttl * 1000, ratio):
             self.services.counters["turns_appended"] += 1
+
+    def _recent_reply(self, ctx: MessageContext) -> None:
+        """The repetition check compares a reply with the agent's last ones in the room: kept in the room's
+        moderation row while that check runs (a `repetitive` signal, or the profile's own rule)."""
+        profile, result = ctx.require_profile(), ctx.result
+        if result is None or not result.text or "repetition" not in output_rules(profile, ctx.steering):
+            return
+        message = ctx.message
+        self.stores.moderation.remember_reply(message.agent_id, message.room_id, result.text,
+                                              profile.moderation.repetition_last_n)
 
     def _cache(self, ctx: MessageContext) -> None:
         profile = ctx.require_profile()

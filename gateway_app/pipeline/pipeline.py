@@ -1,7 +1,7 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
-    admission -> conversation turn -> dedupe -> prompt -> pre-call checks -> cache -> provider call
-              -> post-call checks -> reply format -> settle usage -> outputs
+    admission -> conversation turn -> dedupe -> prompt -> moderation in -> pre-call checks -> cache
+              -> provider call -> post-call checks -> reply format -> moderation out -> settle usage -> outputs
               (then the dispatcher acks, in offset order)
 
 Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
@@ -19,12 +19,14 @@ from typing import Sequence
 
 from gateway_app.contract.events import ErrorCode
 from gateway_app.errors import GatewayError
+from gateway_app.moderation.gate import HeldPipe
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Finished, Services, Stage
 from gateway_app.pipeline.stages.admission import Admission, ConversationTurn, SettleUsage
 from gateway_app.pipeline.stages.cache import ResponseCache
 from gateway_app.pipeline.stages.checks import PostCallChecks, PreCallChecks
 from gateway_app.pipeline.stages.dedupe import Dedupe
+from gateway_app.pipeline.stages.moderation import Checking, ModerationIn, ModerationOut, StreamGate
 from gateway_app.pipeline.stages.outputs import FailureOutputs, Outputs
 from gateway_app.pipeline.stages.prompt import Prompt
 from gateway_app.pipeline.stages.provider_call import ProviderCall
@@ -34,17 +36,20 @@ log = logging.getLogger(__name__)
 
 
 def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
-    call, outputs = ProviderCall(services), Outputs(services)
+    checking = Checking(services)
+    call, outputs = ProviderCall(services, StreamGate(services, checking).pipe_for), Outputs(services)
     stages: list[Stage] = [
         Admission(services),
         ConversationTurn(services),
         Dedupe(services),
         Prompt(services),
+        ModerationIn(services, checking),
         PreCallChecks(services),
         ResponseCache(services),
         call,
         PostCallChecks(services, call),
         ReplyFormat(services, call),
+        ModerationOut(services, checking, call),
         SettleUsage(services),
         outputs,
     ]
@@ -76,5 +81,7 @@ class Pipeline:
             log.exception("flow.internal_error message=%s", ctx.message.message_id)
             await self.failures.publish(ctx, GatewayError(ErrorCode.INTERNAL_ERROR, f"internal error: {exc!r}"))
         finally:
+            if isinstance(ctx.stream_pipe, HeldPipe) and not ctx.stream_pipe.closed:
+                ctx.stream_pipe.cancel()  # cancelled before its end (a rebalance): nothing more goes out
             if ctx.conversation_turn is not None:
                 self.services.turns.conversations.release(ctx.conversation, ctx.conversation_turn)

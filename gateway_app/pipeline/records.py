@@ -15,6 +15,7 @@ from gateway_app.contract.events import (
     ErrorInfo,
     MessageCreated,
     MessageReply,
+    ModerationInfo,
     ReplyChunk,
     ReplyStatus,
     StageNote,
@@ -59,7 +60,8 @@ def _reply(message: MessageCreated, profile: AgentProfile | None, *, content: st
 
 def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult, answer: Answer | None,
              notes: list[StageNote], latency_ms: int, attempts: int, *, reply_to: str | None = None,
-             cached: CachedAnswer | None = None, truncated: bool = False) -> MessageReply:
+             cached: CachedAnswer | None = None, truncated: bool = False,
+             moderation: ModerationInfo | None = None) -> MessageReply:
     """`answer` is the provider answer the result came from; None when a stage answered (a cache hit
     names the provider and model whose answer it kept)."""
     target = answer.target if answer else None
@@ -70,15 +72,17 @@ def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult,
                   fallback_index=target.fallback_index if target else None, attempts=attempts,
                   finish_reason=result.finish_reason, provider_request_id=result.request_id,
                   tool_calls=[ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls],
-                  stages=list(notes), reply_to=reply_to, cache_hit=cached is not None, truncated=truncated)
+                  stages=list(notes), reply_to=reply_to, cache_hit=cached is not None, truncated=truncated,
+                  moderation=moderation)
 
 
 def failed_reply(message: MessageCreated, profile: AgentProfile | None, *, status: ReplyStatus, code: ErrorCode,
                  reason: str, latency_ms: int = 0, attempts: int = 0,
-                 notes: list[StageNote] | None = None, reply_to: str | None = None) -> MessageReply:
+                 notes: list[StageNote] | None = None, reply_to: str | None = None,
+                 moderation: ModerationInfo | None = None) -> MessageReply:
     return _reply(message, profile, content="", status=status, error=ErrorInfo(code=code, message=reason),
                   usage=Usage(), latency_ms=latency_ms, attempts=attempts, stages=list(notes or ()),
-                  reply_to=reply_to)
+                  reply_to=reply_to, moderation=moderation)
 
 
 def rejected_input_reply(*, message_id: str, agent_id: str, room_id: str, user_id: str | None, code: ErrorCode,
@@ -91,11 +95,12 @@ def rejected_input_reply(*, message_id: str, agent_id: str, room_id: str, user_i
 
 
 def reply_chunk(message: MessageCreated, stream_id: str, attempt: int, seq: int, delta: str,
-                final: bool) -> ReplyChunk:
+                final: bool, blocked: bool = False) -> ReplyChunk:
     return ReplyChunk(
         chunk_id=ids.chunk_id(message.message_id, stream_id, seq), message_id=message.message_id,
         reply_id=ids.reply_id(message.message_id), agent_id=message.agent_id, room_id=message.room_id,
         stream_id=stream_id, attempt=attempt, seq=seq, delta=delta, final=final, created_at=now_utc(),
+        blocked=blocked,
     )
 
 

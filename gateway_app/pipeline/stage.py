@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.pipeline.caller import Caller
@@ -48,3 +48,4 @@ class Services:
     plugins: Plugins
     counters: dict[str, int]  # shown by /health; the stages add to them
     credentials: CredentialResolver | None = None  # per-agent keys by reference (None: environment keys only)
+    provider_moderation: Any = None  # moderation.provider_moderation.ProviderModeration (None: not available)

@@ -62,6 +62,9 @@ class ChatRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # "text" (no constraint) or "json": the provider's native JSON mode where it has one (with the
     # schema, where it takes one); the gateway validates the reply either way.
+    # Discourage repeating tokens (OpenAI-style, -2..2), where the provider has them; None: not sent.
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
     # The agent's own key for this target (resolved from its reference), and during a rotation the key

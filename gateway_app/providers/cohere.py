@@ -41,6 +41,9 @@ def to_params(request: ChatRequest) -> dict[str, Any]:
         params["stop_sequences"] = list(request.stop)
     if request.tools:
         params["tools"] = list(request.tools)  # Chat v2 takes the same function-tool shape
+    for name in ("frequency_penalty", "presence_penalty"):  # Chat v2 takes them (0..1): clamped
+        if getattr(request, name) is not None:
+            params[name] = min(1.0, max(0.0, getattr(request, name)))
     if request.response_format == "json":
         params["response_format"] = to_response_format(request)
     return params

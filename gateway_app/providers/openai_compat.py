@@ -68,6 +68,9 @@ def to_params(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         params["stop"] = list(request.stop)
     if request.tools:
         params["tools"] = list(request.tools)
+    for name in ("frequency_penalty", "presence_penalty"):  # sent only when set (a moderation signal's steering)
+        if getattr(request, name) is not None:
+            params[name] = getattr(request, name)
     response_format = to_response_format(request)
     if response_format is not None:
         params["response_format"] = response_format

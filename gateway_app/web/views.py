@@ -17,7 +17,7 @@ from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
-from gateway_app.web import auth, conversations, stream
+from gateway_app.web import auth, conversations, moderation, stream
 from gateway_app.web.auth import Access
 from gateway_app.web.routing import routed
 
@@ -146,4 +146,5 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
             return await routed(self, request, topic, agent_id, local)
 
     conversations.register(app, Guarded, services, topic)
+    moderation.register(app, Guarded, services, topic)
     stream.register(app, settings, Guarded)  # GET /rooms/{room_id}/stream (Server-Sent Events)

@@ -7,6 +7,26 @@ envelope. Tool messages must answer the tool calls of the assistant message righ
 `response_format` must have a documented shape, or the answer is a 400. Faults and the scripted answers:
 see `tests.fakes.base`. Token counts are words; the system prompt's words are reported
 as cached prompt tokens, so usage mapping is visible in tests.
+
+`keys`: when set, only these bearer keys are accepted (a 401 in the documented shape otherwise); None
+(the default) accepts any bearer key.
+
+Moderation, `POST /v1/moderations`: request `{"model", "input"}`, `input` a string or a list of strings
+(a missing or other `input` is a 400); the answer `{"id": "modr-...", "model": <the request's, default
+omni-moderation-latest>, "results": [...]}` carries one result per input string, each with `flagged`,
+`categories`, `category_scores` and `category_applied_input_types` for all 13 omni-moderation
+categories (`MODERATION_CATEGORIES`). Its requests are recorded in `moderation_requests` (not in
+`requests`, which stays the chat endpoint's), its fault counts in `moderation_seen`. Scripting:
+
+    MODERATE:<category>[:<score>]   anywhere in an input string: that category scores <score> (default
+                                    0.99); several markers may appear; an unknown category is a
+                                    test error (the fake answers 500)
+    every other category            scores 0.001
+    a category's boolean            true when its score >= 0.5 (`API_FLAG_AT`); `flagged`: any is true
+
+Faults: an input string (for a list: its last string) starting with `FAULT:` (or `FAULT@<server>:`) asks
+for the same faults as a chat message (`<status>`, `429-bare`, `slow:<ms>`, `hang`, `reset`, `malformed`,
+`error200`, `hollow` (a result without categories or scores), `cut`, `flaky:<n>:<fault>`).
 """
 
 from __future__ import annotations
@@ -14,7 +34,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any
+from collections import Counter
+from typing import Any, Iterable
 
 from aiohttp import web
 
@@ -24,6 +45,7 @@ from tests.fakes.base import (
     FakeServer,
     ServerThread,
     content_text,
+    parse_fault,
     sse_event,
     tool_sequence_problem,
     wants_tool,
@@ -35,6 +57,49 @@ __all__ = ["FakeOpenAI", "ServerThread"]
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                429: "requests", 500: "server_error", 502: "server_error", 503: "server_error"}
+
+# omni-moderation's 13 categories (wire names) and the input types each applies to, as the API reports them.
+MODERATION_CATEGORIES = {
+    "harassment": ["text"], "harassment/threatening": ["text"], "hate": ["text"], "hate/threatening": ["text"],
+    "illicit": ["text"], "illicit/violent": ["text"], "self-harm": ["text", "image"],
+    "self-harm/intent": ["text", "image"], "self-harm/instructions": ["text", "image"],
+    "sexual": ["text", "image"], "sexual/minors": ["text"], "violence": ["text", "image"],
+    "violence/graphic": ["text", "image"],
+}
+MODERATION_DEFAULT_MODEL = "omni-moderation-latest"
+MODERATE_SCORE = 0.99  # a marked category's score when the marker names none
+BACKGROUND_SCORE = 0.001  # every unmarked category's
+API_FLAG_AT = 0.5  # the fake API's own boolean per category: score >= this
+MODERATE_MARKER = re.compile(r"MODERATE:([a-z/-]+)(?::([0-9]*\.?[0-9]+))?")
+
+
+def moderation_scores(text: str) -> dict[str, float]:
+    """Every category's score for one input string: the `MODERATE:` markers' scores, the rest small."""
+    scores = dict.fromkeys(MODERATION_CATEGORIES, BACKGROUND_SCORE)
+    for category, score in MODERATE_MARKER.findall(text):
+        if category not in MODERATION_CATEGORIES:
+            raise ValueError(f"unknown moderation category {category!r}")
+        value = float(score) if score else MODERATE_SCORE
+        if not 0 <= value <= 1:
+            raise ValueError(f"moderation score {value} is not within 0..1")
+        scores[category] = value
+    return scores
+
+
+def moderation_result(text: str) -> dict[str, Any]:
+    scores = moderation_scores(text)
+    categories = {name: score >= API_FLAG_AT for name, score in scores.items()}
+    return {"flagged": any(categories.values()), "categories": categories, "category_scores": scores,
+            "category_applied_input_types": {name: list(types) for name, types in MODERATION_CATEGORIES.items()}}
+
+
+def moderation_inputs(value: Any) -> list[str] | None:
+    """The input strings of a moderation request, or None when `input` is not a string or a list of them."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    return None
 
 
 def response_format_problem(response_format: Any) -> str | None:
@@ -53,14 +118,21 @@ def response_format_problem(response_format: Any) -> str | None:
 class FakeOpenAI(FakeServer):
     answer_prefix = "fake-openai says:"
 
-    def __init__(self, name: str = "openai") -> None:
+    def __init__(self, name: str = "openai", keys: Iterable[str] | None = None) -> None:
         super().__init__(name)
+        self.keys: set[str] | None = set(keys) if keys is not None else None
+        self.moderation_requests: list[dict[str, Any]] = []
+        self.moderation_seen: Counter[str] = Counter()
         self.app.router.add_post("/v1/chat/completions", self.chat_completions)
+        self.app.router.add_post("/v1/moderations", self.moderations)
 
     # ---- protocol pieces (Azure overrides some) ---------------------------------------------
 
     def authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization", "").startswith("Bearer ")
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        return self.keys is None or header.removeprefix("Bearer ") in self.keys
 
     def headers(self) -> dict[str, str]:
         return {"x-request-id": f"req_{uuid.uuid4().hex}"}
@@ -173,4 +245,30 @@ class FakeOpenAI(FakeServer):
         events.append(sse_event("[DONE]"))
         return events
 
+    # ---- moderation -------------------------------------------------------------------------
 
+    async def moderations(self, request: web.Request) -> web.StreamResponse:
+        if not self.authorized(request):
+            return self.error(401, message="Incorrect API key provided")
+        body = await request.json()
+        self.moderation_requests.append(body)
+        inputs = moderation_inputs(body.get("input"))
+        if inputs is None:
+            return self.error(400, message="Invalid value for 'input': expected a string or an array of strings.")
+        last = inputs[-1]
+        self.moderation_seen[last] += 1
+        fault = parse_fault(last, self.moderation_seen[last], self.name)
+        model = body.get("model") or MODERATION_DEFAULT_MODEL
+        if fault is not None and fault.kind == "hollow":
+            return web.json_response({"id": "modr-hollow", "model": model, "results": [{"flagged": False}]},
+                                     headers=self.headers())
+        early = await self.transport_fault(request, fault, self.error)
+        if early is not None:
+            return early
+        if fault is not None and fault.kind == "error200":
+            return web.json_response({"error": {"message": "The server had an error while processing your "
+                                                "request.", "type": "server_error", "param": None, "code": None}},
+                                     headers=self.headers())
+        answer = {"id": f"modr-{uuid.uuid4().hex[:24]}", "model": model,
+                  "results": [moderation_result(text) for text in inputs]}
+        return await self.json_answer(request, fault, answer, self.headers())

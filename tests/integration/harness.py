@@ -58,7 +58,7 @@ class Chat:
     def __init__(self, deployment: Deployment) -> None:
         self.d = deployment
         self.producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, acks="all", linger_ms=5)
-        outputs = [deployment.topic(key) for key in ("replies", "reply_chunks", "billing", "dlq")]
+        outputs = [deployment.topic(key) for key in ("replies", "reply_chunks", "billing", "dlq", "moderation_events")]
         self.consumer = AIOKafkaConsumer(*outputs, bootstrap_servers=deployment.bootstrap,
                                          auto_offset_reset="earliest", group_id=None)
         self.seen: dict[str, list[tuple[float, dict]]] = defaultdict(list)
@@ -96,6 +96,12 @@ class Chat:
 
     async def tool_results(self, value: dict) -> None:
         await self.send("tool_results", value, key=value["roomId"].encode())
+
+    async def signal(self, value: dict) -> None:
+        await self.send("moderation_signals", value, key=value["roomId"].encode())
+
+    def moderation_events(self) -> list[dict]:
+        return [e for _, e in self.seen["moderation_events"]]
 
     async def clear(self, agent_id: str, room_id: str, **extra: Any) -> None:
         await self.send("conversation_cleared", {"agentId": agent_id, "roomId": room_id, **extra},

@@ -14,12 +14,14 @@ import logging
 
 from agents_tables.outcomes import Outcome, origin_key
 from gateway_app.errors import GatewayError
+from gateway_app.moderation import records as moderation_records
 from gateway_app.pipeline import records
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.plugin_runner import run_plugin, stages_at
 from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.admission import settle
 from gateway_app.pipeline.memory import Memory
+from gateway_app.pipeline.stages.moderation import end_stream
 from gateway_app.plugins.api import StageInput
 from gateway_app.publisher import Publisher, encode
 
@@ -40,10 +42,12 @@ class Outputs:
             raise RuntimeError("outputs ran without an answer")
         reply = records.ok_reply(ctx.message, profile, result, None if ctx.stage_answer else ctx.answer,
                                  ctx.notes, ctx.latency_ms(), ctx.attempts, reply_to=reply_to(ctx),
-                                 cached=ctx.cache_hit, truncated=ctx.truncated)
+                                 cached=ctx.cache_hit, truncated=ctx.truncated,
+                                 moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts))
         for spec, options in stages_at(self.services.plugins, profile, "outputs"):
             seen = StageInput(ctx.message, profile, ctx.require_request(), options, result=result, reply=reply)
             await run_plugin(spec, seen, ctx, self.services.counters)
+        await end_stream(ctx, blocked=any(v.action == "replace" for v in ctx.verdicts))
         outcome = self.outcome(ctx, encode(reply), answered=True)
         await self.send(ctx, outcome, remember=lambda: self.memory.remember(ctx, outcome))
         self.services.counters["answered"] += 1
@@ -52,6 +56,7 @@ class Outputs:
         bills = records.billable(ctx.answers, ctx.message, self.services.prices)
         if ctx.cache_hit is not None:
             bills.append(records.cache_billing(ctx.message, ctx.cache_hit, self.services.prices))
+        bills += ctx.extra_billing
         origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)
         return Outcome(reply, tuple(encode(bill) for bill in bills), origin, answered)
 
@@ -60,7 +65,8 @@ class Outputs:
         (and, for an ok answer, its conversation turn and cache entry: `remember`), with no await in
         between: a rebalance cannot cut them apart."""
         ctx.publishing = True
-        deliveries = [*before, *await send_outcome(self.publisher, ctx, outcome)]
+        events = [await self.publisher.moderation_event(event) for event in ctx.moderation_events]
+        deliveries = [*before, *events, *await send_outcome(self.publisher, ctx, outcome)]
         await asyncio.gather(*deliveries)
         if remember is not None:
             remember()
@@ -91,9 +97,12 @@ class FailureOutputs:
 
     async def publish(self, ctx: MessageContext, error: GatewayError) -> None:
         settle(ctx, self.services.stores)
+        # A held stream never ends as if its answer had been published: blocked says so, an error ends it.
+        await end_stream(ctx, blocked=True, failed=error.dead_letter)
         reply = records.failed_reply(ctx.message, ctx.profile, status=error.reply_status, code=error.code,
                                      reason=error.reason, latency_ms=ctx.latency_ms(),
-                                     attempts=ctx.attempts, notes=ctx.notes, reply_to=reply_to(ctx))
+                                     attempts=ctx.attempts, notes=ctx.notes, reply_to=reply_to(ctx),
+                                     moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts))
         outcome = self.outputs.outcome(ctx, encode(reply), answered=not error.dead_letter)
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)

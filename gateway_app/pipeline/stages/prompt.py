@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from agents_tables.conversations import Turn
 from gateway_app.contract.events import AgentProfile
+from gateway_app.moderation.steering import NOTHING, Steering, penalty_for, steer, temperature
 from gateway_app.pipeline import conversation, formats
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Services
@@ -21,17 +22,25 @@ def keeps_context(profile: AgentProfile) -> bool:
     return profile.context is not None and profile.context.max_turns > 0
 
 
-def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...]) -> ChatRequest:
+def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...], steering: Steering = NOTHING
+                  ) -> ChatRequest:
+    """The request, steered by the room's active signals (adaptive prompting: instructions in the system
+    prompt, a temperature raise within the provider's range, penalties where it has them, a shorter or
+    longer answer)."""
     reply_format = profile.response_format
-    system_prompt = profile.system_prompt
+    parts = [profile.system_prompt, *steering.instructions]
     if reply_format.type == "json":  # also where the provider has a JSON mode (some want it said in words)
-        system_prompt = "\n\n".join(p for p in (system_prompt, formats.json_instruction(reply_format.json_schema)) if p)
+        parts.append(formats.json_instruction(reply_format.json_schema))
+    penalty = penalty_for(profile.provider, steering.penalty)
     return ChatRequest(
         model=profile.model,
-        system_prompt=system_prompt,
+        system_prompt="\n\n".join(p for p in parts if p),
         messages=messages,
-        temperature=profile.temperature,
-        max_tokens=profile.max_tokens,
+        temperature=temperature(profile.provider, profile.temperature, steering.temperature_delta)
+        if steering.temperature_delta else profile.temperature,
+        max_tokens=max(1, int(profile.max_tokens * steering.max_tokens_factor)),
+        frequency_penalty=penalty,
+        presence_penalty=penalty,
         stop=tuple(profile.stop),
         tools=tuple({"type": "function", "function": tool.function.model_dump()} for tool in profile.tools),
         options=profile.options,
@@ -62,6 +71,7 @@ class Prompt:
                                 reply_to=results.reply_to)
         window = conversation.window(conv, profile.context, message.message_id, new_input,
                                      continued=results.reply_to if results else None)
-        ctx.request = build_request(profile, window.messages)
+        ctx.steering = steer(ctx.signals, profile)
+        ctx.request = build_request(profile, window.messages, ctx.steering)
         ctx.prompt_estimate = conversation.prompt_estimate(ctx.request.system_prompt, window.messages)
         ctx.input_estimate = sum(conversation.raw_estimate(m) for m in new_input)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Callable
 from datetime import datetime, timezone
 
 from pydantic import SecretStr
@@ -13,12 +14,21 @@ from pydantic import SecretStr
 from gateway_app.credentials.errors import CredentialsUnavailable
 from gateway_app.log_redaction import REDACTOR
 from gateway_app.pipeline.caller import CallFailed, Caller, Target, targets_of
+from gateway_app.moderation.gate import HeldPipe
 from gateway_app.pipeline.chunks import ChunkPipe
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.admission import estimate
 from gateway_app.providers.base import ChatRequest
 from gateway_app.publisher import Publisher
+
+
+PipeFactory = Callable[[MessageContext], ChunkPipe]
+
+
+def on_chunk(pipe: ChunkPipe | None, ctx: MessageContext):
+    held = ctx.stream_pipe
+    return pipe.put if pipe is not None else (held.put if isinstance(held, HeldPipe) else None)
 
 
 def request_estimate(ctx: MessageContext) -> int:
@@ -32,10 +42,12 @@ def request_estimate(ctx: MessageContext) -> int:
 class ProviderCall:
     name = "provider_call"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, pipes: PipeFactory | None = None) -> None:
         self.caller: Caller = services.caller
         self.publisher: Publisher = services.publisher
         self.credentials = services.credentials
+        # How a streamed answer's chunks go out (moderation may hold them: moderation.gate).
+        self.pipes: PipeFactory = pipes or (lambda ctx: ChunkPipe(self.publisher, ctx.message))
 
     async def run(self, ctx: MessageContext) -> None:
         if ctx.stage_answer is None:
@@ -45,12 +57,15 @@ class ProviderCall:
         """One more answer from the provider (the first, or a regeneration), appended to the context.
         Raises `CallFailed` when every target failed."""
         profile, request = ctx.require_profile(), ctx.require_request()
-        pipe = ChunkPipe(self.publisher, ctx.message) if profile.stream else None
+        pipe = self.pipes(ctx) if profile.stream else None
+        if isinstance(pipe, HeldPipe):
+            await self.hold(ctx, pipe)
+            pipe = None  # the outputs end it, once the whole answer was checked
         try:
             answer = await self.caller.call(ctx.message.message_id, targets_of(profile),
                                             lambda target: self.for_target(request, target, profile.agent_id),
                                             request_estimate(ctx),
-                                            pipe.put if pipe else None, log=ctx.calls)
+                                            on_chunk(pipe, ctx), log=ctx.calls)
         except CallFailed as failed:
             ctx.calls = failed.log
             raise
@@ -66,6 +81,12 @@ class ProviderCall:
         ctx.answers.append(answer)
         ctx.result = answer.result
 
+    @staticmethod
+    async def hold(ctx: MessageContext, pipe: HeldPipe) -> None:
+        """This call's held stream replaces an earlier one (a regeneration's answer supersedes it)."""
+        previous, ctx.stream_pipe = ctx.stream_pipe, pipe
+        if isinstance(previous, HeldPipe):
+            await previous.abandon()
 
     async def for_target(self, request: ChatRequest, target: Target, agent_id: str) -> ChatRequest:
         """The request for one target, with the agent's own key for it when the profile names one.

@@ -32,7 +32,7 @@ async def test_idle_rooms_and_expired_entries_are_requested_then_deleted_by_the_
     stores.cache.put(0, "b", "h1", CachedAnswer("x", "stop", (), 1, 1, "openai", "m", "0", 0, now - 1))
     stores.cache.put(0, "b", "h2", CachedAnswer("x", "stop", (), 1, 1, "openai", "m", "0", 0, now + 60_000))
     forwarded = Forwarded()
-    assert await sweep.sweep(stores, forwarded) == (1, 1)
+    assert await sweep.sweep(stores, forwarded) == (1, 1, 0)
     (agent, cleared), (owner, expired) = forwarded.records
     assert isinstance(cleared, ConversationClearedRecord) and cleared.idle_only and agent == "a"
     assert isinstance(expired, CacheExpiredRecord) and owner == "b" and expired.payload.keys == ["b\x1fh1"]

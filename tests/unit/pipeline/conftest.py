@@ -129,7 +129,8 @@ class NoTable(dict):
     pass
 
 
-TABLES = ("profiles", "rate_windows", "outcomes", "conversations", "response_cache", "cache_stats")
+TABLES = ("profiles", "rate_windows", "outcomes", "conversations", "response_cache", "cache_stats",
+          "room_moderation", "room_agents")
 
 
 def memory_stores(settings: Settings | None = None) -> tuple[Stores, object]:
