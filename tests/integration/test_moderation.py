@@ -281,3 +281,37 @@ async def test_active_signals_survive_a_restart_with_an_empty_data_directory(clu
         assert reply["status"] == "blocked" and reply["error"]["code"] == "agent_muted"
         status, view = fresh.get(f"/agents/{agent_id}/rooms/room-1/moderation")
         assert status == 200 and view["signals"][0]["signal"] == "inappropriate"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_regenerate_once_then_the_rules_next_action(chat, fake, stream):
+    server, _ = fake
+    agent_id = agent(f"regen-{stream}")
+    await chat.profile(openai_profile(agent_id, stream=stream, moderation={
+        "outputChecks": {"wordlist": {"action": "regenerate", "then": "block"}}}))
+    swear = f"REPLY:Fine. That is shit {uuid.uuid4().hex[:4]}. Anyway."
+    reply = await ask(chat, agent_id, swear)  # the model says it again: regenerated once, then blocked
+    assert reply["status"] == "blocked" and reply["error"]["code"] == "moderation_wordlist"
+    assert [v["action"] for v in reply["moderation"]["verdicts"]] == ["regenerate", "block"]
+    assert sum(1 for b in server.requests if b["messages"][-1]["content"] == swear) == 2
+    await chat.wait_for(lambda: len(chat.billing_of(reply["message_id"])) == 2, what="both answers billed")
+    if stream:
+        await chat.wait_for(lambda: any(c["final"] for _, c in chat.chunks_of(reply["message_id"])),
+                            what="the final chunk")
+        chunks = [c for _, c in chat.chunks_of(reply["message_id"])]
+        assert not any("shit" in c["delta"] for c in chunks)
+        assert [c["blocked"] for c in chunks if c["final"]] == [True]  # the superseded stream got no end
+
+
+async def test_input_checks_flag_or_answer_with_the_fallback_without_a_call(chat, fake):
+    server, _ = fake
+    flagger, replacer = agent("in-flag"), agent("in-replace")
+    await chat.profile(openai_profile(flagger, moderation={"inputChecks": {"pii": {"action": "flag"}}}))
+    await chat.profile(openai_profile(replacer, moderation={"inputChecks": {"wordlist": {"action": "replace"}},
+                                                            "fallbackReply": "Please keep it civil."}))
+    flagged = await ask(chat, flagger, f"my mail is joe@example.org {uuid.uuid4().hex[:4]}")
+    assert flagged["status"] == "ok" and flagged["moderation"]["verdicts"][0]["stage"] == "input"
+    rude = f"shit service {uuid.uuid4().hex[:4]}"
+    answered = await ask(chat, replacer, rude)
+    assert answered["status"] == "ok" and answered["content"] == "Please keep it civil." and answered["attempts"] == 0
+    assert not any(rude in str(b["messages"]) for b in server.requests)

@@ -97,6 +97,7 @@ class Checking:
     def record(self, ctx: MessageContext, verdict: Verdict, result: CheckResult | None = None,
                text: str | None = None) -> None:
         ctx.verdicts.append(verdict)
+        self.services.counters["moderation_flagged"] += 1
         signal = ctx.steering.strict or ctx.steering.replace_failed or ctx.steering.repetition
         ctx.moderation_events.append(moderation_records.check_event(
             ctx.message, verdict, len(ctx.moderation_events), scores=result.scores if result else None,

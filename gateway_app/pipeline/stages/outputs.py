@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from agents_tables.outcomes import Outcome, origin_key
-from gateway_app.errors import GatewayError
+from gateway_app.errors import GatewayError, ModerationBlocked
 from gateway_app.moderation import records as moderation_records
 from gateway_app.pipeline import records
 from gateway_app.pipeline.context import MessageContext
@@ -107,6 +107,8 @@ class FailureOutputs:
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)
             self.services.counters["blocked"] += 1
+            if isinstance(error, ModerationBlocked):
+                self.services.counters["moderation_blocked"] += 1
             return
         dead = records.dead_letter(ctx.origin, error.code, error.reason, attempts=ctx.attempts,
                                    message_id=ctx.message.message_id, agent_id=ctx.message.agent_id,
