@@ -95,10 +95,10 @@ class Checking:
         self.record(ctx, Verdict(stage=stage, check=check, verdict="error", action="flag"))
 
     def record(self, ctx: MessageContext, verdict: Verdict, result: CheckResult | None = None,
-               text: str | None = None) -> None:
+               text: str | None = None, signal=None) -> None:
         ctx.verdicts.append(verdict)
         self.services.counters["moderation_flagged"] += 1
-        signal = ctx.steering.strict or ctx.steering.replace_failed or ctx.steering.repetition
+        signal = signal or caused_by(ctx, verdict)
         ctx.moderation_events.append(moderation_records.check_event(
             ctx.message, verdict, len(ctx.moderation_events), scores=result.scores if result else None,
             signal_id=signal.signal_id if signal else None,
@@ -108,6 +108,18 @@ class Checking:
         for rule, result in failed:
             self.record(ctx, Verdict(stage=stage, check=result.check, verdict="flagged", action=action,
                                      categories=list(result.categories)), result, text)
+
+
+def caused_by(ctx: MessageContext, verdict: Verdict):
+    """The signal whose effect made this verdict what it is, if any (for the event's `signal_id`)."""
+    steering = ctx.steering
+    if verdict.check == "repetition" and steering.repetition is not None:
+        return steering.repetition
+    if verdict.action == "replace" and steering.replace_failed is not None:
+        return steering.replace_failed
+    if verdict.action == "block" and steering.strict is not None:
+        return steering.strict
+    return None
 
 
 def blocked(check: str, detail: str) -> ModerationBlocked:
@@ -126,7 +138,7 @@ class ModerationIn:
         if mute is not None:
             until = datetime.fromtimestamp(mute.expires_ms / 1000, timezone.utc).isoformat(timespec="seconds")
             self.checking.record(ctx, Verdict(stage="input", check="mute", verdict="flagged", action="block",
-                                              categories=list(mute.categories)))
+                                              categories=list(mute.categories)), signal=mute)
             raise ModerationBlocked(ErrorCode.AGENT_MUTED, f"the agent is muted in this room until {until} "
                                                            f"(signal {mute.signal_id})")
         rules = input_rules(profile)
