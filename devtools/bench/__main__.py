@@ -1,10 +1,19 @@
-"""`python -m devtools.bench [--rounds N] [--messages N] [--profiles N] [--output docs/benchmarks.md]`
+"""`python -m devtools.bench [--only SECTION ...] [--rounds N] [--messages N] [--output docs/benchmarks.md]`
 
 Starts one local broker and measures, side by side and interleaved round by round (median of the
-rounds): the gateway's throughput against a raw aiokafka passthrough, the latency it adds at half its
-maximum rate (open-loop producer), how well it fills its in-flight bound with a 200 ms provider,
-recovery of a table of N profiles, and memory. Prints a table and writes it with the machine's
-description. Not a test: nothing here passes or fails.
+rounds), in two sections that can be run alone (`--only gateway`, `--only conversations`; without
+`--only` both run):
+
+- gateway: the gateway's throughput against a raw aiokafka passthrough, the latency it adds at half its
+  maximum rate (open-loop producer), how well it fills its in-flight bound with a 200 ms provider,
+  recovery of a table of N profiles, and memory;
+- conversations: profiles with `context` against profiles without (throughput, and latency at half the
+  context-off rate, messages over `--context-rooms` rooms), then one worker with a conversation row in
+  each of `--conversation-rooms` rooms: its RSS against the same run without context, and the table's
+  size on disk and on the broker.
+
+Prints the tables and writes them with the machine's description: each section replaces its own part of
+the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -12,18 +21,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from devtools.bench import measures
-from devtools.bench.report import Row, machine, render
+from devtools.bench import conversations, measures
+from devtools.bench.report import SECTIONS, Row, code, machine, merge, render, render_conversations
 from devtools.kafka_local import KafkaBroker
 
 PROVIDER_LATENCY_S = 0.2
 MAX_IN_FLIGHT = 256  # the gateway's default GATEWAY_MAX_IN_FLIGHT
 
 
-async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> list[Row]:
+async def run_gateway(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> list[Row]:
     gateway, passthrough, peaks = [], [], []
     for round_no in range(args.rounds):
         rate, peak = await measures.gateway_backlog_rate(broker, tmp, args.messages)
@@ -87,20 +97,140 @@ async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> list[
     ]
 
 
+async def run_conversations(args: argparse.Namespace, broker: KafkaBroker,
+                            tmp: Path) -> tuple[list[Row], dict[str, object]]:
+    """Context off and on, interleaved round by round (off first); then the table at `--conversation-rooms`."""
+    ctx = conversations.CONTEXT
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    drain_rows, drain_changelog = [], []
+    for round_no in range(args.rounds):
+        for on in (False, True):
+            result = await conversations.drain(broker, tmp, args.messages, args.context_rooms, ctx if on else None)
+            rates[on].append(result.rate)
+            if on:
+                drain_rows.append(result.rows)
+                drain_changelog.append(result.changelog_bytes)
+        print(f"context round {round_no + 1}: off {rates[False][-1]:.0f}/s, on {rates[True][-1]:.0f}/s "
+              f"(rooms held {drain_rows[-1].turns_mean:.1f} turns, {drain_rows[-1].turns_min}-"
+              f"{drain_rows[-1].turns_max})", flush=True)
+    off_rate, on_rate = measures.median(rates[False]), measures.median(rates[True])
+
+    half = off_rate / 2
+    p50: dict[bool, list[float]] = {False: [], True: []}
+    p99: dict[bool, list[float]] = {False: [], True: []}
+    latency_rows = []
+    for round_no in range(args.rounds):
+        for on in (False, True):
+            lat, rows = await conversations.latency(broker, tmp, half, args.latency_seconds, args.context_rooms,
+                                                    args.context_prefill, ctx if on else None)
+            p50[on].append(measures.percentile(lat, 0.5))
+            p99[on].append(measures.percentile(lat, 0.99))
+            if on:
+                latency_rows.append(rows)
+        print(f"context latency round {round_no + 1} at {half:.0f}/s: off p50 {p50[False][-1] * 1000:.1f} ms p99 "
+              f"{p99[False][-1] * 1000:.1f} ms; on p50 {p50[True][-1] * 1000:.1f} ms p99 "
+              f"{p99[True][-1] * 1000:.1f} ms (rooms held {latency_rows[-1].turns_mean:.1f} turns)", flush=True)
+    added50 = [on - off for on, off in zip(p50[True], p50[False])]
+    added99 = [on - off for on, off in zip(p99[True], p99[False])]
+
+    scale = {}
+    for on in (False, True):
+        scale[on] = await conversations.table_at_scale(broker, tmp, args.conversation_rooms,
+                                                       args.conversation_messages, ctx if on else None)
+        print(f"{args.conversation_rooms} rooms, context {'on' if on else 'off'}: {scale[on]}", flush=True)
+    if scale[True]["rows"] < args.conversation_rooms:
+        print(f"warning: the changelog holds {scale[True]['rows']} rows, not {args.conversation_rooms}", flush=True)
+
+    ms, mb, rooms = 1000, 1024 * 1024, args.conversation_rooms
+    per_room = f"{rooms} rooms x {args.conversation_messages} message{'s' if args.conversation_messages > 1 else ''}"
+    on, off = scale[True], scale[False]
+    rows = [
+        Row(f"throughput, echo at 0 ms, {args.context_rooms} rooms (msg/s)", on_rate, off_rate, None, None),
+        Row("throughput ratio (on / off)", on_rate / off_rate, None, None, None),
+        Row(f"end-to-end p50 at {half:.0f} msg/s (ms)", measures.median(p50[True]) * ms,
+            measures.median(p50[False]) * ms, None, None),
+        Row(f"end-to-end p99 at {half:.0f} msg/s (ms)", measures.median(p99[True]) * ms,
+            measures.median(p99[False]) * ms, None, None),
+        Row("added latency p50, on - off (ms)", measures.median(added50) * ms, None, None, None),
+        Row("added latency p99, on - off (ms)", measures.median(added99) * ms, None, None, None),
+        Row(f"throughput, {per_room} (msg/s)", on["rate"], off["rate"], None, None),
+        Row("RSS idle before the load (MB)", on["rss_before_mb"], off["rss_before_mb"], None, None),
+        Row(f"RSS idle after the load, {per_room} (MB)", on["rss_after_mb"], off["rss_after_mb"], None, None),
+        Row("RSS peak under the load (MB)", on["rss_peak_mb"], off["rss_peak_mb"], None, None),
+        Row("RSS added by the table, on - off after the load (MB)", on["rss_after_mb"] - off["rss_after_mb"], None,
+            None, None),
+        Row("conversations table on disk, worker running (MB)", on["table_bytes_running"] / mb,
+            off["table_bytes_running"] / mb, None, None),
+        Row("on disk per room, worker running, on - off (bytes)",
+            (on["table_bytes_running"] - off["table_bytes_running"]) / rooms, None, None, None),
+        Row("conversations table on disk, worker stopped (MB)", on["table_bytes"] / mb, off["table_bytes"] / mb,
+            None, None),
+        Row("on disk per room, worker stopped, on - off (bytes)", (on["table_bytes"] - off["table_bytes"]) / rooms,
+            None, None, None),
+        Row("row size, mean (bytes)", on["row_bytes_mean"], None, None, None),
+        Row("conversations changelog on the broker (MB)", on["changelog_bytes"] / mb, off["changelog_bytes"] / mb,
+            None, None),
+        Row("changelog per room (bytes)", on["changelog_bytes"] / rooms, None, None, None),
+    ]
+    detail = {
+        "half": half, "rates": rates, "p50": p50, "p99": p99, "drain_rows": drain_rows,
+        "drain_changelog": drain_changelog,
+        "latency_rows": latency_rows, "scale": scale, "code": code(),
+    }
+    return rows, detail
+
+
+async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[str, str]:
+    """The rendered sections that were asked for."""
+    host, out = machine(), {}
+    if "gateway" in args.only:
+        out["gateway"] = render(await run_gateway(args, broker, tmp), host, args)
+    if "conversations" in args.only:
+        rows, detail = await run_conversations(args, broker, tmp)
+        out["conversations"] = render_conversations(rows, detail, host, args)
+    return out
+
+
+def command(argv: list[str]) -> str:
+    """The command line as the report shows it (without --output: it may name a local path)."""
+    shown, skip = ["python -m devtools.bench"], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--output":
+            skip = True
+        elif not arg.startswith("--output="):
+            shown.append(arg)
+    return " ".join(shown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench")
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="run only this section (may be repeated; default: every section); the output "
+                             "file's other sections are kept as they are")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--messages", type=int, default=20_000, help="backlog per throughput round")
     parser.add_argument("--slow-messages", type=int, default=10_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--context-rooms", type=int, default=1_000,
+                        help="rooms the context on/off messages are spread over (of 100 agents)")
+    parser.add_argument("--context-prefill", type=int, default=10,
+                        help="messages per room answered before each context latency round")
+    parser.add_argument("--conversation-rooms", type=int, default=100_000,
+                        help="rooms of the conversations table measure (one worker)")
+    parser.add_argument("--conversation-messages", type=int, default=1,
+                        help="messages per room in the conversations table measure")
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
+    args.only = args.only or list(SECTIONS)
+    args.command = command(sys.argv[1:])
     tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     broker = KafkaBroker(work_dir=tmp / "kafka")
     broker.start()
     try:
-        rows = asyncio.run(run(args, broker, tmp))
+        sections = asyncio.run(run(args, broker, tmp))
     except BaseException:
         print(f"benchmark failed; worker logs kept in {tmp}")
         raise
@@ -108,11 +238,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     finally:
         broker.stop()
-    text = render(rows, machine(), args)
-    print(text)
+    for text in sections.values():
+        print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"written to {args.output}")
+    existing = args.output.read_text() if args.output.exists() else None
+    args.output.write_text(merge(existing, sections))
+    print(f"written to {args.output} (sections: {', '.join(sections)})")
 
 
 if __name__ == "__main__":
