@@ -225,8 +225,12 @@ class ConversationStore:
         except ValueError:
             return 0
 
-    def append(self, agent_id: str, room_id: str, turn: Turn, ttl_ms: int, ratio: float) -> bool:
-        new = appended(self.get(agent_id, room_id), turn, ttl_ms, ratio, self.caps)
+    def append(self, agent_id: str, room_id: str, turn: Turn, ttl_ms: int, ratio: float,
+               current: Conversation | None | bool = False) -> bool:
+        """`current`: the row as the caller already read it (None: there was none), when nothing can have
+        changed it since (the caller holds the room's turn); False: read it here."""
+        known = self.get(agent_id, room_id) if current is False else current
+        new = appended(known, turn, ttl_ms, ratio, self.caps)
         if new is None:
             return False
         self.table[key_of(agent_id, room_id)] = encode(new)

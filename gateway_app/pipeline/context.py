@@ -62,6 +62,7 @@ class MessageContext:
     # conversation it was built from, the turn an ok reply appends, and the prompt's raw token estimate.
     request: ChatRequest | None = None
     conversation_row: Conversation | None = None
+    conversation_read: bool = False  # conversation_row is the room's row (read under the room's turn)
     new_turn: Turn | None = None
     prompt_estimate: int = 0
     input_estimate: int = 0  # of the new input alone (the turn's input tokens, once corrected)

@@ -55,7 +55,9 @@ class Memory:
         ttl = profile.context.ttl_seconds if profile.context else DEFAULT_TTL_SECONDS
         stored = with_reply(turn, result.text, result.tool_calls, input_tokens + output_tokens)
         message = ctx.message
-        if self.stores.conversations.append(message.agent_id, message.room_id, stored, ttl * 1000, ratio):
+        # The row the prompt read is still the room's: the room's turn is held until this message ends.
+        current = ctx.conversation_row if ctx.conversation_read else False
+        if self.stores.conversations.append(message.agent_id, message.room_id, stored, ttl * 1000, ratio, current):
             self.services.counters["turns_appended"] += 1
 
     def _recent_reply(self, ctx: MessageContext) -> None:

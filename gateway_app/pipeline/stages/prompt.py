@@ -60,6 +60,7 @@ class Prompt:
         conv = None
         if keeps_context(profile) or results is not None:
             conv = ctx.conversation_row = self.conversations.get(message.agent_id, message.room_id)
+            ctx.conversation_read = True
         at_ms = int(message.created_at.timestamp() * 1000) if message.created_at else ctx.origin.received_at_ms
         if results is None:
             new_input = [ChatMessage("user", message.content)]
