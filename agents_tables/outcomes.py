@@ -8,10 +8,16 @@ record) and whether it was an answer (ok or blocked) or a failure, so that a *re
 (the same message id at another input offset) gets the same answer again, or, if it had failed, is tried
 again.
 
-Bytes: an optional header line `#<topic>/<partition>/<offset> <answered|failed>`, then the records as
-sent, joined by newlines (JSON never contains a raw one): the reply first, then one billing event per
-provider answer that used tokens. Rows without a header were written before the header existed (and
-before the send, so they prove nothing): they are re-sent as they are.
+The row is written in the same step as the message's usage rows; it says where (`position`: the
+offset of the record in the agent's partition of `gateway-agent-events`) and whether the message waited
+for a rate window or its budget (`deferred`), so that a redelivery it absorbs can add to the usage rows
+what a kill -9 lost of them (see `agents_tables.usage`).
+
+Bytes: an optional header line `#<topic>/<partition>/<offset>[@<position>[+d]] <answered|failed>`
+(`+d`: deferred), then the records as sent, joined by newlines (JSON never contains a raw one): the reply
+first, then one billing event per provider answer that used tokens. Rows without a header were written
+before the header existed (and before the send, so they prove nothing): they are re-sent as they are.
+A worker of a version before `@<position>` reads such a row as an answer to another input (re-sent).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class Outcome(NamedTuple):
     billing: tuple[bytes, ...] = ()
     origin: str | None = None   # "topic/partition/offset" of the input it answered; None in old rows
     answered: bool = True       # False: an error reply (the message failed; a replay tries again)
+    position: int | None = None  # offset of the record that wrote it (gateway-agent-events); None in old rows
+    deferred: bool = False      # it waited for a rate window or its budget (counted in the usage rows)
 
 
 def origin_key(topic: str, partition: int, offset: int) -> str:
@@ -36,18 +44,24 @@ def encode(outcome: Outcome) -> bytes:
     lines = [outcome.reply, *outcome.billing]
     if outcome.origin is not None:
         kind = b"answered" if outcome.answered else b"failed"
-        lines.insert(0, b"#" + outcome.origin.encode() + b" " + kind)
+        where = outcome.origin if outcome.position is None else \
+            f"{outcome.origin}@{outcome.position}{'+d' if outcome.deferred else ''}"
+        lines.insert(0, b"#" + where.encode() + b" " + kind)
     return b"\n".join(lines)
 
 
 def decode(row: bytes) -> Outcome:
     lines = row.split(b"\n")
-    origin, answered = None, True
+    origin, answered, position, deferred = None, True, None, False
     if lines[0].startswith(b"#"):
         where, _, kind = lines.pop(0)[1:].decode().rpartition(" ")
         origin, answered = where, kind == "answered"
+        if "@" in where:  # topic names cannot contain "@" or "+"
+            origin, _, at = where.rpartition("@")
+            deferred = at.endswith("+d")
+            position = int(at.removesuffix("+d"))
     reply, *billing = lines
-    return Outcome(reply, tuple(b for b in billing if b), origin, answered)
+    return Outcome(reply, tuple(b for b in billing if b), origin, answered, position, deferred)
 
 
 class Redelivery(Enum):

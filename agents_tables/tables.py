@@ -19,6 +19,7 @@ from agents_tables.outcomes import OutcomeStore
 from agents_tables.profiles import ProfileStore
 from agents_tables.response_cache import CacheStore
 from agents_tables.room_index import RoomIndexStore
+from agents_tables.usage import UsageStore
 from agents_tables.windows import WindowStore
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ RESPONSE_CACHE = "response-cache"
 CACHE_STATS = "response-cache-stats"
 ROOM_MODERATION = "room-moderation"
 ROOM_AGENTS = "room-agents"
+USAGE = "agent-usage"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class GatewayTables:
     cache_stats: faust.Table    # agent id -> cache lookups, hits and savings
     room_moderation: faust.Table  # agent id + room id -> active signals, recent replies (agents_tables.moderation)
     room_agents: faust.Table    # room id -> agents seen lately (on gateway-room-events' partitions)
+    usage: faust.Table          # agent x day, agent x user x day -> usage totals (agents_tables.usage)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Stores:
     cache: CacheStore
     moderation: ModerationStore
     rooms: RoomIndexStore
+    usage: UsageStore
 
     @classmethod
     def over(cls, tables: GatewayTables, settings: "Settings") -> "Stores":
@@ -66,13 +70,15 @@ class Stores:
                                      Caps(settings.conversation_max_turns, settings.conversation_max_bytes)),
                    CacheStore(tables.response_cache, tables.cache_stats, settings.cache_entries_per_partition),
                    ModerationStore(tables.room_moderation),
-                   RoomIndexStore(tables.room_agents, int(settings.room_active_seconds * 1000)))
+                   RoomIndexStore(tables.room_agents, int(settings.room_active_seconds * 1000)),
+                   UsageStore(tables.usage))
 
     def forget_local_state(self) -> None:
         """A rebalance: caches and per-partition bookkeeping may no longer match the rows we own."""
         self.profiles.forget_cached()
         self.outcomes.forget_recent()
         self.cache.forget_recent()
+        self.usage.forget_recent()
 
 
 def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> GatewayTables:
@@ -95,4 +101,5 @@ def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> Gatew
         cache_stats=table(CACHE_STATS, "Response cache lookups, hits and savings by agent id.", value_type=bytes),
         room_moderation=table(ROOM_MODERATION, "Active moderation signals by agent id + room id.", value_type=bytes),
         room_agents=table(ROOM_AGENTS, "Agents seen lately by room id.", value_type=bytes),
+        usage=table(USAGE, "Usage totals by agent x day and agent x user x day.", value_type=bytes),
     )

@@ -19,6 +19,7 @@ from gateway_app.kafka.recovery import GatewayTableManager
 from gateway_app.kafka.transport import GatewayTransport
 from gateway_app.moderation import checks
 from gateway_app.moderation.provider_moderation import ProviderModeration
+from gateway_app.observability.metrics import GatewayMetrics
 from gateway_app.pipeline.caller import Caller
 from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
@@ -112,11 +113,12 @@ async def graceful_stop(app: faust.App, dispatcher: Dispatcher, grace_seconds: f
 def build_services(settings: Settings, tables: GatewayTables, publisher: Publisher, providers: ProviderPool,
                    plugins: Plugins) -> Services:
     endpoints = Endpoints(settings.breaker_policy(), settings.provider_caps())
-    caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight))
+    caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight),
+                    metrics=publisher.metrics)
     stores = Stores.over(tables, settings)
     return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins,
                     dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings),
-                    ProviderModeration(timeout=settings.call_timeout_seconds))
+                    ProviderModeration(timeout=settings.call_timeout_seconds), metrics=publisher.metrics)
 
 
 def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gateway:
@@ -124,7 +126,7 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     app = faust_app(settings)
     topics = define_topics(app, settings)
     tables = define_tables(app, settings.topic_partitions, settings.rocksdb_block_cache_mb)
-    publisher = Publisher(topics, app.producer)
+    publisher = Publisher(topics, app.producer, GatewayMetrics())  # the worker's one metrics object (/metrics)
     providers = ProviderPool(timeout=settings.call_timeout_seconds)
     services = build_services(settings, tables, publisher, providers, plugins)
     dispatcher = Dispatcher(services)
@@ -140,9 +142,10 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
         await declare_outputs(topics)
 
     @app.task
-    async def load_language_model() -> None:
-        # The language check's model loads in about a second: at start, not on the first reply.
-        await asyncio.to_thread(checks.warm_up)
+    async def compile_moderation_lists() -> None:
+        # The default lists compile at start; the language model (about 90 MB) only when a profile
+        # uses the `language` check (see pipeline.stages.moderation).
+        await asyncio.to_thread(checks.warm_up, with_language=False)
 
     @app.service
     class ProviderClients(mode.Service):

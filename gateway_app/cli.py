@@ -11,6 +11,8 @@
   key id as its next version, re-encrypted under GATEWAY_KEYRING's first key;
 - `gateway moderation eval [path] [--errors]`: print each local moderation check's precision and recall on
   a labelled set (default: the set under tests/moderation_set).
+- `gateway report [--from D] [--to D] [--group-by agent|user|provider|model] [--format table|csv|json]`:
+  usage recomputed from the billing topic (read from its beginning, each event id once).
 
 `--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
@@ -139,10 +141,16 @@ def main(argv: list[str] | None = None) -> None:
         from gateway_app.moderation.evaluate import main as moderation_main
 
         sys.exit(moderation_main(args[1:]))
+    if args[:1] == ["report"]:
+        from gateway_app.usage_report import main as report_main
+
+        sys.exit(report_main(args[1:]))
     from gateway_app import log_redaction
     from gateway_app.app import create_gateway
+    from gateway_app.observability import tracing
 
     log_redaction.install()  # before anything logs: no key reaches a log line
+    tracing.setup()  # as the standard OTEL_* variables say: off (and free) unless they turn it on
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from gateway_app.contract.events import AgentProfile, ErrorCode
 from gateway_app.credentials.refs import find_plaintext_secrets, parse_ref, redact_plaintext
 from gateway_app.credentials.secret import fingerprint
 from gateway_app.log_redaction import KEY_SHAPES
+from gateway_app.observability import tracing
 from gateway_app.contract.internal import (
     AnyAgentEvent,
     ConversationClearedRecord,
@@ -121,6 +122,10 @@ class InputForwarder:
         }
 
     async def handle(self, event) -> None:
+        with tracing.consumed(event.message):  # the input's trace (its `traceparent` header) goes on
+            await self._handle(event)
+
+    async def _handle(self, event) -> None:
         kind, decoder = self.decoders[event.message.topic]
         origin = origin_of(event)
         leak = plaintext_leak(kind, event.message.value)
@@ -133,9 +138,9 @@ class InputForwarder:
             await self.reject(kind, origin, result)
             return
         if isinstance(result, RoomSignalRecord):
-            await self.publisher.to_room(result.payload.room_id, encode_room_event(result))
+            await self.publisher.to_room(result.payload.room_id, encode_room_event(result), tracing.current_headers())
             return
-        await self.publisher.forward(result.agent_id, encode_agent_event(result))
+        await self.publisher.forward(result.agent_id, encode_agent_event(result), tracing.current_headers())
         if isinstance(result, (MessageRecord, ToolResultsRecord)):
             await self.rooms.seen(result.agent_id, result.payload.room_id, origin.received_at_ms)
 
@@ -143,7 +148,8 @@ class InputForwarder:
         message_id, agent_id = rejection.field("message_id"), rejection.field("agent_id")
         room_id = rejection.field("room_id")
         await self.publisher.dead_letter(
-            records.dead_letter(origin, rejection.code, rejection.reason, message_id=message_id, agent_id=agent_id)
+            records.dead_letter(origin, rejection.code, rejection.reason, message_id=message_id, agent_id=agent_id),
+            tracing.current_headers(),
         )
         if kind not in ("message", "tool_results") or room_id is None:
             return
@@ -151,11 +157,13 @@ class InputForwarder:
         await self.publisher.reply(records.rejected_input_reply(
             message_id=message_id or ids.source_message_id(origin.topic, origin.partition, origin.offset),
             agent_id=agent_id or "", room_id=room_id, user_id=rejection.field("user_id"),
-            code=rejection.code, reason=rejection.reason))
+            code=rejection.code, reason=rejection.reason), tracing.current_headers())
 
     async def internal_error(self, event) -> None:
-        await self.publisher.dead_letter(
-            records.dead_letter(origin_of(event), ErrorCode.INTERNAL_ERROR, "internal error in intake"))
+        with tracing.consumed(event.message):  # `handle`'s span ended with the error: the DLQ send gets its own
+            await self.publisher.dead_letter(
+                records.dead_letter(origin_of(event), ErrorCode.INTERNAL_ERROR, "internal error in intake"),
+                tracing.current_headers())
 
 
 class RoomAnnouncer:
@@ -239,6 +247,8 @@ def bad_credential_refs(profile: AgentProfile) -> Rejection | None:
     """A profile whose credential references have no known scheme or shape (they are not resolved here)."""
     specs = [("credentials", profile.credentials)] + [
         (f"fallbacks[{i}].credentials", f.credentials) for i, f in enumerate(profile.fallbacks)]
+    if profile.budget is not None and profile.budget.fallback is not None:
+        specs.append(("budget.fallback.credentials", profile.budget.fallback.credentials))
     for where, spec in specs:
         for name in ("key_ref", "secondary_key_ref"):
             ref = getattr(spec, name) if spec is not None else None

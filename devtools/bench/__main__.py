@@ -1,8 +1,8 @@
 """`python -m devtools.bench [--only SECTION ...] [--rounds N] [--messages N] [--output docs/benchmarks.md]`
 
 Starts one local broker and measures, side by side and interleaved round by round (median of the
-rounds), in two sections that can be run alone (`--only gateway`, `--only conversations`; without
-`--only` both run):
+rounds), in sections that can be run alone (`--only gateway`, `--only conversations`, `--only moderation`;
+without `--only` all of them run):
 
 - gateway: the gateway's throughput against a raw aiokafka passthrough, the latency it adds at half its
   maximum rate (open-loop producer), how well it fills its in-flight bound with a 200 ms provider,
@@ -10,7 +10,10 @@ rounds), in two sections that can be run alone (`--only gateway`, `--only conver
 - conversations: profiles with `context` against profiles without (throughput, and latency at half the
   context-off rate, messages over `--context-rooms` rooms), then one worker with a conversation row in
   each of `--conversation-rooms` rooms: its RSS against the same run without context, and the table's
-  size on disk and on the broker.
+  size on disk and on the broker;
+- moderation: profiles with every local output check on against profiles with none, and with the default
+  checks (throughput, and latency at half the checks-off rate), then the checks' cost per reply in-process
+  on the benchmark's reply and on 1 KB replies.
 
 Prints the tables and writes them with the machine's description: each section replaces its own part of
 the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.
@@ -23,10 +26,12 @@ import asyncio
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from devtools.bench import conversations, measures
-from devtools.bench.report import SECTIONS, Row, code, machine, merge, render, render_conversations
+from devtools.bench import conversations, measures, moderation
+from devtools.bench.report import (SECTIONS, Row, code, machine, merge, render, render_conversations,
+                                   render_moderation)
 from devtools.kafka_local import KafkaBroker
 
 PROVIDER_LATENCY_S = 0.2
@@ -180,6 +185,41 @@ async def run_conversations(args: argparse.Namespace, broker: KafkaBroker,
     return rows, detail
 
 
+async def run_moderation(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[str, object]:
+    """In-process cost of the checks first (nothing else runs then), then all on / default / off through the
+    gateway, interleaved round by round (the order rotates by one each round)."""
+    started = time.monotonic()
+    cost = await asyncio.to_thread(moderation.cost)
+    for label, totals in cost["totals"].items():
+        print(f"checks per reply, {label}: " + ", ".join(f"{k} {v:,.0f} us" for k, v in totals.items()), flush=True)
+    names = list(moderation.PROFILES)
+    # The first drain on a new broker is often slow (see the gateway section's note): one not counted.
+    warm = await moderation.drain(broker, tmp, args.moderation_messages // 5, moderation.OFF)
+    print(f"moderation warm-up drain (not counted): {warm.rate:.0f}/s", flush=True)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    flagged: dict[str, list[int]] = {n: [] for n in names}
+    for round_no in range(args.rounds):
+        for name in names[round_no % len(names):] + names[:round_no % len(names)]:
+            result = await moderation.drain(broker, tmp, args.moderation_messages, moderation.PROFILES[name])
+            rates[name].append(result.rate)
+            flagged[name].append(result.flagged)
+        print(f"moderation round {round_no + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f}/s" for n in names) +
+              " (flagged: " + ", ".join(f"{n} {flagged[n][-1]}" for n in names) + ")", flush=True)
+    half = measures.median(rates["off"]) / 2
+    p50: dict[str, list[float]] = {n: [] for n in names}
+    p99: dict[str, list[float]] = {n: [] for n in names}
+    for round_no in range(args.rounds):
+        for name in names[round_no % len(names):] + names[:round_no % len(names)]:
+            lat = await moderation.latency(broker, tmp, half, args.latency_seconds, moderation.PROFILES[name])
+            p50[name].append(measures.percentile(lat, 0.5))
+            p99[name].append(measures.percentile(lat, 0.99))
+        print(f"moderation latency round {round_no + 1} at {half:.0f}/s: " +
+              "; ".join(f"{n} p50 {p50[n][-1] * 1000:.1f} ms p99 {p99[n][-1] * 1000:.1f} ms" for n in names),
+              flush=True)
+    return {"names": names, "half": half, "rates": rates, "flagged": flagged, "p50": p50, "p99": p99,
+            "cost": cost, "code": code(), "minutes": (time.monotonic() - started) / 60}
+
+
 async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[str, str]:
     """The rendered sections that were asked for."""
     host, out = machine(), {}
@@ -188,6 +228,8 @@ async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[
     if "conversations" in args.only:
         rows, detail = await run_conversations(args, broker, tmp)
         out["conversations"] = render_conversations(rows, detail, host, args)
+    if "moderation" in args.only:
+        out["moderation"] = render_moderation(await run_moderation(args, broker, tmp), host, args)
     return out
 
 
@@ -222,6 +264,9 @@ def main() -> None:
                         help="rooms of the conversations table measure (one worker)")
     parser.add_argument("--conversation-messages", type=int, default=1,
                         help="messages per room in the conversations table measure")
+    parser.add_argument("--moderation-messages", type=int, default=10_000,
+                        help="backlog per moderation throughput round (over 1,000 rooms of 100 agents; fewer "
+                             "than --messages: three profiles a round)")
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     args.only = args.only or list(SECTIONS)

@@ -31,12 +31,13 @@ def deployment(broker: KafkaBroker, **env: str) -> Deployment:
 
 
 def profile_records(count: int, latency_ms: int = 0, version: int = 1,
-                    context: dict | None = None) -> list[tuple[bytes, bytes]]:
-    """`count` echo profiles; with `context` (e.g. {"maxTurns": 20, "maxTokens": 4000}) they keep conversations."""
+                    context: dict | None = None, extra: dict | None = None) -> list[tuple[bytes, bytes]]:
+    """`count` echo profiles; with `context` (e.g. {"maxTurns": 20, "maxTokens": 4000}) they keep conversations;
+    `extra`: more profile fields (e.g. `moderation`, `language`), as the profile's JSON spells them."""
     return [(f"agent-{i}".encode(), json.dumps({
         "agentId": f"agent-{i}", "version": version, "provider": "echo", "model": "echo-1", "maxTokens": 64,
         "options": {"latency_ms": latency_ms} if latency_ms else {},
-        **({"context": context} if context else {})}).encode()) for i in range(count)]
+        **({"context": context} if context else {}), **(extra or {})}).encode()) for i in range(count)]
 
 
 def rss_mb(pid: int) -> float:
@@ -55,14 +56,14 @@ class Gateway:
 
     @classmethod
     async def start(cls, broker: KafkaBroker, tmp: Path, agents: int = AGENTS, latency_ms: int = 0,
-                    context: dict | None = None, **env: str) -> "Gateway":
+                    context: dict | None = None, extra: dict | None = None, **env: str) -> "Gateway":
         d = deployment(broker, **env)
         worker = Worker(d, tmp, 0)
         worker.data_dir, worker.log_path = tmp / d.name, tmp / f"{d.name}.log"  # one of each per deployment
         worker.start()
         await asyncio.to_thread(worker.wait_ready, 120)
         await load.produce(broker.bootstrap, d.topic("profile_updated"),
-                           profile_records(agents, latency_ms, context=context))
+                           profile_records(agents, latency_ms, context=context, extra=extra))
         await wait_health(worker, lambda h: h["counters"]["profiles_applied"] >= agents, 120)
         return cls(d, worker)
 

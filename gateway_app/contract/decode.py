@@ -120,7 +120,8 @@ def decode_profile(
     result = decode(AgentProfile, raw)
     if isinstance(result, Rejection):
         return result
-    for name in [result.provider, *(target.provider for target in result.fallbacks)]:
+    budget_fallback = [result.budget.fallback.provider] if result.budget and result.budget.fallback else []
+    for name in [result.provider, *(target.provider for target in result.fallbacks), *budget_fallback]:
         if not known_provider(name):
             return Rejection(ErrorCode.UNKNOWN_PROVIDER, f"provider {name!r} is not supported", result.model_dump())
     names = [ref.name for ref in result.stages]

@@ -30,6 +30,7 @@ from gateway_app.contract.profile import (  # noqa: F401  (re-exported: the cont
     MAX_FALLBACKS,
     MAX_PROFILE_STAGES,
     AgentProfile,
+    BudgetSpec,
     CacheSpec,
     ContextSpec,
     Credentials,
@@ -126,6 +127,7 @@ class ErrorCode(StrEnum):
     AGENT_DISABLED = "agent_disabled"
     BACKLOG_FULL = "backlog_full"          # per-agent deferral backlog overflowed
     EXCEEDS_TPM = "exceeds_tpm"            # one request's estimate is above the agent's TPM
+    BUDGET_EXCEEDED = "budget_exceeded"    # the agent's daily or monthly budget is spent, and it names no fallback
     PROVIDER_ERROR = "provider_error"                      # any other provider failure
     PROVIDER_TIMEOUT = "provider_timeout"                  # attempt or first-token timeout
     PROVIDER_NOT_CONFIGURED = "provider_not_configured"    # key/endpoint missing or base URL not allowed

@@ -22,7 +22,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "context": {"maxTurns": 20, "maxTokens": 4000, "ttlSeconds": 604800},
         "cache": {"ttlSeconds": 3600},
         "responseFormat": {"type": "json", "schema": {"type": "object", "required": ["answer"]}},
-        "maxReplyChars": 2000},
+        "maxReplyChars": 2000,
+        "budget": {"usdPerDay": "5.00", "usdPerMonth": "100.00",
+                   "fallback": {"provider": "local", "model": "llama3.1:8b"}}},
     "agent-profile-deleted": {"agentId": "support-bot", "version": 5},
     "ai-tool-results": {
         "messageId": "tr-77", "replyTo": "m-123", "agentId": "support-bot", "roomId": "room-9", "userId": "u-7",

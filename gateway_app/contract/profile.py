@@ -7,9 +7,10 @@ agent in its `agent-profiles` table and every stage reads it from there.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from gateway_app.contract.model import _Input
 from gateway_app.contract.moderation import ModerationSpec
@@ -83,6 +84,21 @@ class CacheSpec(_Input):
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
 
 
+class BudgetSpec(_Input):
+    """Spending limits in USD (exact decimals; strings keep them exact), per UTC day and per calendar month
+    (UTC), and the model that answers once one is spent (none: the message is refused, `budget_exceeded`)."""
+
+    usd_per_day: Decimal | None = Field(default=None, gt=0)
+    usd_per_month: Decimal | None = Field(default=None, gt=0)
+    fallback: FallbackTarget | None = None
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> "BudgetSpec":
+        if self.usd_per_day is None and self.usd_per_month is None:
+            raise ValueError("a budget needs usd_per_day or usd_per_month")
+        return self
+
+
 class ResponseFormat(_Input):
     type: Literal["text", "markdown", "json"] = "text"
     # For json: the JSON Schema (draft 2020-12) the reply must be valid against; none: any JSON value.
@@ -131,6 +147,8 @@ class AgentProfile(_Input):
     moderation: ModerationSpec = Field(default_factory=lambda: ModerationSpec())
     # The language replies are expected in (ISO 639-1), for the `language` check; none: the user's.
     language: str | None = Field(default=None, min_length=2, max_length=8)
+    # Spending limits per day and month, reserved before each call (absent: no limit; billing still counts).
+    budget: BudgetSpec | None = None
 
     @field_validator("response_format", mode="before")
     @classmethod

@@ -40,6 +40,10 @@ def rotate_profile(row: dict[str, Any], keyring: Keyring) -> dict[str, Any] | No
     new = dict(row, credentials=rotated(row.get("credentials"), row["provider"]))
     new["fallbacks"] = [dict(f, credentials=rotated(f.get("credentials"), f["provider"]))
                         for f in row.get("fallbacks") or ()]
+    fallback = (row.get("budget") or {}).get("fallback")
+    if fallback:
+        new["budget"] = dict(row["budget"], fallback=dict(fallback, credentials=rotated(fallback.get("credentials"),
+                                                                                        fallback["provider"])))
     if not changed:
         return None
     new["version"] = int(row["version"]) + 1

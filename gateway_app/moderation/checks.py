@@ -284,11 +284,13 @@ def run_local(names: Iterable[str], data: CheckInput, settings: CheckSettings | 
     return [LOCAL_CHECKS[name](data, settings) for name in names]
 
 
-def warm_up(settings: CheckSettings | None = None) -> None:
-    """Do ahead (at worker start) what the first reply would otherwise wait for: load the language model
-    (under a second) and compile the settings' lists."""
+def warm_up(settings: CheckSettings | None = None, *, with_language: bool = True) -> None:
+    """Do ahead what the first reply would otherwise wait for: compile the settings' lists and (unless
+    told not to) load the language model (under a second, about 90 MB: a worker loads it only once a
+    profile uses the `language` check)."""
     settings = settings or CheckSettings()
-    language.warm_up()
+    if with_language:
+        language.warm_up()
     wordlists.matcher(settings.words, settings.patterns)
     _refusal_regex(settings.refusal_patterns)
 

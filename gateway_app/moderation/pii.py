@@ -74,6 +74,9 @@ def find_cards(text: str) -> list[Span]:
     return [Span(m.start(), m.end(), "card") for m in _CARD.finditer(text) if is_card_number(m.group())]
 
 
+MAX_PHONE_TRIES = 40  # phone-number candidates parsed per region and text
+
+
 def find_phones(text: str, regions: tuple[str, ...]) -> list[Span]:
     """Valid phone numbers: +country numbers anywhere, national numbers of `regions` (tried in order)."""
     digits = 0
@@ -85,7 +88,9 @@ def find_phones(text: str, regions: tuple[str, ...]) -> list[Span]:
         return []
     spans: dict[tuple[int, int], Span] = {}
     for region in regions or (None,):
-        for match in PhoneNumberMatcher(text, region, leniency=Leniency.VALID):
+        # Bounded: a text of nothing but digit groups would otherwise cost tens of ms per KB and region
+        # on the event loop; past MAX_PHONE_TRIES candidates a region stops looking (and may miss one).
+        for match in PhoneNumberMatcher(text, region, leniency=Leniency.VALID, max_tries=MAX_PHONE_TRIES):
             spans.setdefault((match.start, match.end), Span(match.start, match.end, "phone"))
     return list(spans.values())
 

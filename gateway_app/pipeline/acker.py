@@ -45,6 +45,14 @@ class InOrderAcker:
             acked += 1
         return acked
 
+    def oldest(self, partition: Hashable) -> int | None:
+        """The offset of the partition's oldest event not yet done: every earlier one is (None: none read
+        in this generation, or an event without an offset)."""
+        for slot in self._queues.get(partition, ()):
+            message = getattr(slot.event, "message", None)
+            return getattr(message, "offset", None)
+        return None
+
     def pending(self, partition: Hashable | None = None) -> int:
         if partition is not None:
             return len(self._queues.get(partition, ()))

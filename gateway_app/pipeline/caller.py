@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable
 
 from gateway_app.contract.events import AgentProfile, Credentials, ErrorCode
 from gateway_app.errors import GatewayError
+from gateway_app.observability import tracing
+from gateway_app.observability.metrics import GatewayMetrics
 from gateway_app.providers import errors
 from gateway_app.providers.base import ChatRequest, ChatResult, Provider, ProviderError, TextDelta
 from gateway_app.providers.registry import ProviderPool
@@ -104,8 +106,10 @@ class Caller:
     def __init__(self, settings: Settings, providers: ProviderPool, endpoints: Endpoints,
                  in_flight: asyncio.Semaphore, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
         self.clock, self.sleep = clock, sleep  # injectable: tests run the schedule on a fake clock
         self.providers = providers
         self.endpoints = endpoints
@@ -121,6 +125,8 @@ class Caller:
         raises (credentials unavailable) fails that target, never the next one."""
         progress = log if log is not None else CallLog(self.clock())
         for target in targets:
+            if target.fallback_index:
+                self.metrics.fallback(target.provider, target.model)
             try:
                 request = make_request(target)
                 request = await request if inspect.isawaitable(request) else request
@@ -143,6 +149,10 @@ class Caller:
     def _note(self, progress: CallLog, target: Target, outcome: str, error: ProviderError | None,
               attempt: int | None, *, cause: bool = True) -> None:
         progress.note(target, outcome, error, attempt, self._elapsed(progress), cause=cause)
+        if attempt is None and tracing.enabled():  # a target given up before an attempt: shown in the trace
+            tracing.note("gateway.target_skipped", {"gateway.provider": target.provider, "error.type": str(outcome),
+                                                    "gen_ai.request.model": target.model,
+                                                    "gateway.fallback_index": target.fallback_index})
 
     async def _try_target(self, message_id: str, target: Target, request: ChatRequest, estimate: int,
                           on_chunk: ChunkSink | None, progress: CallLog) -> ChatResult | None:
@@ -169,7 +179,10 @@ class Caller:
                 return None
             tries += 1
             progress.attempts += 1
-            outcome = await self._attempt(provider, endpoint, permit, request, estimate, on_chunk, progress)
+            with tracing.chat(target.provider, request, progress.attempts, target.fallback_index,
+                              streamed=on_chunk is not None) as span:  # `chat {model}`, current during the call
+                outcome = await self._attempt(provider, endpoint, permit, request, estimate, on_chunk, progress)
+                span.result(outcome)
             if isinstance(outcome, ChatResult):
                 self._note(progress, target, "ok", None, progress.attempts)
                 return outcome
@@ -182,12 +195,14 @@ class Caller:
             if outcome.status == 429:
                 pause = outcome.retry_after if outcome.retry_after is not None else self.settings.rate_limit_pause_seconds
                 endpoint.pause(pause, self.clock())  # the full Retry-After, even past what we wait for
+                self.metrics.pause(target.provider, target.model)
             delay = self.retry.next_delay(tries, self._elapsed(progress), outcome.retry_after, self.rng) \
                 if outcome.retriable else None
             if delay is None:
                 return None
             log.info("provider.retry message=%s endpoint=%s attempt=%d delay_s=%.3f error=%s",
                      message_id, endpoint.key, progress.attempts, delay, outcome)
+            self.metrics.retry(target.provider, target.model)
             await self.sleep(delay)
 
     async def _wait_for_endpoint(self, endpoint: Endpoint, estimate: int, target: Target,
@@ -218,7 +233,9 @@ class Caller:
             except TimeoutError:
                 return errors.timed_out("no in-flight slot free before the message deadline")
             try:
+                started = self.clock()
                 outcome, health = await self._call_once(provider, endpoint, request, estimate, on_chunk, progress)
+                self.metrics.provider_call(endpoint.provider, endpoint.model, self.clock() - started, outcome)
                 return outcome
             finally:
                 self.in_flight.release()
@@ -231,6 +248,7 @@ class Caller:
         """One call in its slot: its result or error, and what that says about the endpoint's health."""
         timeout = min(self.settings.call_timeout_seconds, self._remaining(progress))
         window = endpoint.take(estimate)
+        on_chunk = self.metrics.first_chunk_timer(on_chunk, endpoint.provider, endpoint.model, self.clock)
         try:
             # asyncio.timeout, not wait_for: the SDK's stream must stay in this one task.
             async with asyncio.timeout(timeout):

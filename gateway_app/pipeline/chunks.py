@@ -12,6 +12,7 @@ import asyncio
 import uuid
 
 from gateway_app.contract.events import MessageCreated, ReplyChunk
+from gateway_app.observability import tracing
 from gateway_app.pipeline import records
 from gateway_app.publisher import Publisher
 
@@ -22,6 +23,8 @@ class ChunkPipe:
         self.message = message
         self.streams: dict[int, str] = {}
         self.queue: asyncio.Queue[ReplyChunk | None] = asyncio.Queue()
+        # Made in the message's task, in its stage's span: its chunks carry that trace (None: off).
+        self.headers = tracing.current_headers()
         self.task = asyncio.create_task(self._drain())
 
     def put(self, attempt: int, seq: int, delta: str, final: bool, blocked: bool = False) -> None:
@@ -30,7 +33,7 @@ class ChunkPipe:
 
     async def _drain(self) -> None:
         while (chunk := await self.queue.get()) is not None:
-            await self.publisher.reply_chunk(chunk)
+            await self.publisher.reply_chunk(chunk, self.headers)
 
     async def close(self) -> None:
         """Wait until every piece is handed to the producer (before the reply is)."""

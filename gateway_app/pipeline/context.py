@@ -18,6 +18,7 @@ from agents_tables.response_cache import CachedAnswer
 from gateway_app.contract.events import BillingEvent, ModerationEvent, ToolResults
 from gateway_app.contract.moderation import Verdict
 from gateway_app.moderation.steering import NOTHING, Steering
+from gateway_app.observability.tracing import TraceState
 from gateway_app.contract.internal import Answerable, MessageRecord, Origin
 from gateway_app.pipeline.acker import AckSlot
 from gateway_app.pipeline.caller import Answer, CallLog
@@ -52,10 +53,14 @@ class MessageContext:
     # Read with the message (the dispatcher): the room's moderation signals active at its place in the
     # agent's stream; a signal applied later does not reach it.
     signals: tuple[ActiveSignal, ...] = ()
+    # The message's trace (None: tracing off): its span, and the `traceparent` its output records carry.
+    trace: TraceState | None = field(default=None, repr=False)
     # Admission: the agent's turn (taken at arrival), the profile, the rate-window reservation.
     agent_turn: Ticket | None = None
     profile: AgentProfile | None = None
     reservation: Reservation | None = None
+    budget_hold: object | None = None  # the budget reservation (pipeline.budgets.Hold), given back at the end
+    deferred: bool = False  # it waited for a rate window or the budget (the usage rows count deferrals)
     # Conversation turn: one call at a time per agent + room.
     conversation_turn: Ticket | None = None
     # Prompt: the normalized request (the model and options are the target's, set per target), the
@@ -90,6 +95,7 @@ class MessageContext:
     # on a rebalance lets it finish instead of cancelling it).
     stage: str | None = None
     publishing: bool = False
+    usage_plan: object | None = None  # what the outcome adds to the usage rows (pipeline.usage.Plan)
     copy_in_flight: bool = False  # another copy of this message was in progress when it was read
 
     @property

@@ -38,6 +38,7 @@ from gateway_app.contract.internal import (
     decode_agent_event,
 )
 from gateway_app.errors import Rejected
+from gateway_app.observability import tracing
 from gateway_app.pipeline.acker import InOrderAcker
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.forgetting import Forgetting
@@ -45,6 +46,7 @@ from gateway_app.pipeline.pipeline import Pipeline
 from gateway_app.pipeline.signals import SignalLog
 from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.outputs import resend
+from gateway_app.pipeline.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 PUBLISH_FINISH_SECONDS = 10.0  # a message publishing when a rebalance comes gets this long to finish
@@ -59,6 +61,7 @@ class Dispatcher:
         self.turns = services.turns
         self.pipeline = Pipeline(services)
         self.acker = InOrderAcker()
+        self.stores.usage.floor_of = self.acker.oldest  # what a usage row may forget (agents_tables.usage)
         self.in_progress: set[MessageContext] = set()
         self.in_flight_ids: Counter[str] = Counter()  # message ids in progress (a second copy may come)
         self._capacity_freed = asyncio.Event()  # set whenever a message finishes: the loop may read more
@@ -66,6 +69,7 @@ class Dispatcher:
         self.resets = 0  # rebalances seen; events that waited across one are dropped
         self.draining = False  # a graceful stop is under way: nothing new starts
         self.forgetting = Forgetting(services)
+        self.usage = UsageRecorder(services)
         self.signals = SignalLog(services)
 
     async def on_event(self, event: Any) -> None:
@@ -114,9 +118,12 @@ class Dispatcher:
                              signals=self.stores.moderation.active(record.agent_id, record.payload.room_id,
                                                                    int(time.time() * 1000)))
         message = ctx.message
+        ctx.trace = tracing.received(slot.event.message, message.message_id, message.agent_id)
         remembered = self.stores.outcomes.get(message.message_id)
         decision = None if remembered is None else redelivery(
             remembered, origin_key(record.origin.topic, record.origin.partition, record.origin.offset))
+        if decision in (Redelivery.ABSORB, Redelivery.RESEND):
+            self.usage.restore(ctx, remembered)  # what a kill -9 may have lost of its usage rows
         if decision is Redelivery.ABSORB:
             self._absorb(ctx)
             return
@@ -125,6 +132,7 @@ class Dispatcher:
         elif self.turns.backlog(message.agent_id) >= self.settings.agent_backlog_max:
             reason = f"agent backlog is full ({self.settings.agent_backlog_max} messages waiting)"
             error = Rejected(ReplyStatus.RATE_LIMITED, ErrorCode.BACKLOG_FULL, reason)
+            self.services.metrics.rejection(error.code)
             coro = self._finish(ctx, self.pipeline.failures.publish(ctx, error))
         else:
             ctx.agent_turn = self.turns.agents.get(message.agent_id).take()
@@ -136,12 +144,14 @@ class Dispatcher:
         ctx.task = asyncio.create_task(coro)
 
     async def _finish(self, ctx: MessageContext, work) -> None:
-        await work
+        with tracing.running(ctx.trace):  # the message's span: its stages' and calls' spans are children
+            await work
         self._done(ctx)
 
     def _absorb(self, ctx: MessageContext) -> None:
         """The same input again, its outputs durable (the outcome row proves it): ack, publish nothing."""
         self.counters["absorbed"] += 1
+        tracing.finished(ctx.trace, "absorbed")
         log.info("flow.absorbed message=%s partition=%s offset=%s", ctx.message.message_id, ctx.partition,
                  ctx.slot.event.message.offset)
         self.acker.done(ctx.partition, ctx.slot)
@@ -184,6 +194,7 @@ class Dispatcher:
         self.in_flight_ids.clear()
         cancelled_chores = await self.forgetting.cancel_all()
         self.turns.reset()
+        self.services.budgets.reset()
         self._capacity_freed.set()
         self.stores.forget_local_state()
         return len(cancelled) + cancelled_chores

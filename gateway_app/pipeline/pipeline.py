@@ -20,6 +20,7 @@ from typing import Sequence
 from gateway_app.contract.events import ErrorCode
 from gateway_app.errors import GatewayError
 from gateway_app.moderation.gate import HeldPipe
+from gateway_app.observability import tracing
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Finished, Services, Stage
 from gateway_app.pipeline.stages.admission import Admission, ConversationTurn, SettleUsage
@@ -71,7 +72,8 @@ class Pipeline:
         try:
             for stage in self.stages:
                 started, ctx.stage = time.monotonic(), stage.name
-                await stage.run(ctx)
+                with tracing.stage(stage.name, Finished):  # `Finished` ends the message on purpose: no error
+                    await stage.run(ctx)
                 ctx.timings[stage.name] = (time.monotonic() - started) * 1000
         except Finished:
             pass
@@ -85,3 +87,4 @@ class Pipeline:
                 ctx.stream_pipe.cancel()  # cancelled before its end (a rebalance): nothing more goes out
             if ctx.conversation_turn is not None:
                 self.services.turns.conversations.release(ctx.conversation, ctx.conversation_turn)
+            self.services.budgets.release(ctx.budget_hold)  # its usage rows are written (or it ended without)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway_app.credentials.resolver import CredentialResolver
+from gateway_app.observability.metrics import GatewayMetrics
+from gateway_app.pipeline.budgets import Budgets
 from gateway_app.pipeline.caller import Caller
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.turns import Turns
@@ -49,3 +51,5 @@ class Services:
     counters: dict[str, int]  # shown by /health; the stages add to them
     credentials: CredentialResolver | None = None  # per-agent keys by reference (None: environment keys only)
     provider_moderation: Any = None  # moderation.provider_moderation.ProviderModeration (None: not available)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)  # this worker's /metrics
+    budgets: Budgets = field(default_factory=Budgets)  # budget reservations of the messages in flight

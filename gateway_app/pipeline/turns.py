@@ -76,6 +76,10 @@ class Lanes:
     def peek(self, key: str) -> Lane | None:
         return self._lanes.get(key)
 
+    def sizes(self) -> list[int]:
+        """Tickets per live lane, no key named (the metrics' backlog distribution)."""
+        return [len(lane) for lane in self._lanes.values()]
+
     def release(self, key: str, ticket: Ticket) -> None:
         lane = self._lanes.get(key)
         if lane is None:

@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping
 
 import anthropic
 
+from gateway_app.observability import tracing
 from gateway_app.providers import errors, finish
 from gateway_app.providers.base import (
     ChatMessage,
@@ -135,6 +136,7 @@ def to_result(message: Any) -> ChatResult:
         usage=to_usage(message.usage),
         request_id=str(getattr(message, "_request_id", None) or message.id),
         tool_calls=tuple(calls),
+        model=message.model if isinstance(getattr(message, "model", None), str) else None,
     )
 
 
@@ -167,7 +169,8 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
     async def complete(self, request: ChatRequest) -> ChatResult:
         client, params = await self._client(request), to_params(request)
         try:
-            return to_result(await client.messages.create(**params))
+            # The attempt's `traceparent` goes with the request (nothing when tracing is off).
+            return to_result(await client.messages.create(**params, **tracing.http_kwargs("extra_headers")))
         except Exception as exc:
             raise errors.classify(exc, ERRORS) from exc
 
@@ -176,7 +179,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         state = _StreamState()
         started = False
         try:
-            events = await client.messages.create(**params, stream=True)
+            events = await client.messages.create(**params, stream=True, **tracing.http_kwargs("extra_headers"))
             started = True
             async with events:
                 async for event in events:
@@ -194,6 +197,7 @@ class _StreamState:
 
     def __init__(self) -> None:
         self.message_id: str | None = None
+        self.model: str | None = None
         self.usage: Any = None
         self.output_tokens = 0
         self.stop_reason: str | None = None
@@ -205,6 +209,7 @@ class _StreamState:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.message_id, self.usage = event.message.id, event.message.usage
+            self.model = event.message.model if isinstance(getattr(event.message, "model", None), str) else None
         elif kind == "content_block_start" and getattr(event.content_block, "type", None) == "tool_use":
             self.tools.add(event.index, id=event.content_block.id, name=event.content_block.name)
         elif kind == "content_block_delta":
@@ -233,4 +238,4 @@ class _StreamState:
         start = to_usage(self.usage)
         usage = TokenUsage(start.input_tokens, _count(self.output_tokens, "output_tokens"), start.cached_input_tokens)
         return ChatResult("".join(self.parts), finish.normalize(self.stop_reason), usage,
-                          str(self.message_id) if self.message_id else None, self.tools.result())
+                          str(self.message_id) if self.message_id else None, self.tools.result(), self.model)

@@ -90,6 +90,7 @@ class ChatResult:
     usage: TokenUsage
     request_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    model: str | None = None  # the model that answered, as the provider names it (None: not reported)
 
 
 class ToolCallParts:

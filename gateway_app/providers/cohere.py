@@ -13,6 +13,7 @@ import cohere
 import httpx
 from cohere.core.api_error import ApiError
 
+from gateway_app.observability import tracing
 from gateway_app.providers import errors, finish
 from gateway_app.providers.base import (
     ChatMessage,
@@ -142,7 +143,9 @@ class CohereProvider(SDKProvider[Clients]):
     async def complete(self, request: ChatRequest) -> ChatResult:
         client, params = (await self._client(request))[0], to_params(request)
         try:
-            return to_result(await client.chat(**params))
+            # The attempt's `traceparent` goes with the request (nothing when tracing is off).
+            traced = tracing.http_kwargs("request_options", "additional_headers")
+            return to_result(await client.chat(**params, **traced))
         except Exception as exc:
             raise errors.classify(exc, ERRORS) from exc
 
@@ -151,7 +154,8 @@ class CohereProvider(SDKProvider[Clients]):
         state = _StreamState()
         try:
             # aclosing: closing our generator must close the SDK's (and its HTTP response) at once.
-            async with contextlib.aclosing(client.chat_stream(**params)) as events:
+            traced = tracing.http_kwargs("request_options", "additional_headers")
+            async with contextlib.aclosing(client.chat_stream(**params, **traced)) as events:
                 async for event in events:
                     delta = state.apply(event)
                     if delta:

@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator
 
 import openai
 
+from gateway_app.observability import tracing
 from gateway_app.providers import errors
 from gateway_app.providers.base import (
     ChatMessage,
@@ -115,7 +116,12 @@ def to_result(completion: Any, *, usage_required: bool = True) -> ChatResult:
         raise errors.bad_response(f"no text and no tool calls in {_preview(completion)}")
     return ChatResult(text=text or "", finish_reason=finish, usage=to_usage(completion.usage),
                       request_id=str(getattr(completion, "_request_id", None) or completion.id),
-                      tool_calls=tool_calls)
+                      tool_calls=tool_calls, model=_model(completion))
+
+
+def _model(answer: Any) -> str | None:
+    model = getattr(answer, "model", None)
+    return model if isinstance(model, str) and model else None
 
 
 def _preview(value: Any) -> str:
@@ -137,7 +143,8 @@ ERRORS = errors.ErrorTable(
 async def complete(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_required: bool = True) -> ChatResult:
     params = to_params(request, stream=False)
     try:
-        completion = await client.chat.completions.create(**params)
+        # The attempt's `traceparent` goes with the request (nothing when tracing is off).
+        completion = await client.chat.completions.create(**params, **tracing.http_kwargs("extra_headers"))
         return to_result(completion, usage_required=usage_required)
     except Exception as exc:
         raise errors.classify(exc, ERRORS) from exc
@@ -148,13 +155,14 @@ async def stream(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_requ
     """Deltas, then one ChatResult once the stream has finished properly (finish reason and usage seen)."""
     params = to_params(request, stream=True)
     finish, usage, request_id, parts, tools = None, None, None, [], ToolCallParts()
-    started = False
+    started, model = False, None
     try:
-        response = await client.chat.completions.create(**params)
+        response = await client.chat.completions.create(**params, **tracing.http_kwargs("extra_headers"))
         started = True
         async with response:
             async for chunk in response:
                 request_id = request_id or getattr(chunk, "id", None)
+                model = model or _model(chunk)
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
                 for choice in chunk.choices or ():
@@ -174,7 +182,7 @@ async def stream(client: openai.AsyncOpenAI, request: ChatRequest, *, usage_requ
     if usage is None and usage_required:
         raise errors.stream_interrupted("no usage chunk before the stream ended")
     yield ChatResult(text="".join(parts), finish_reason=finish, usage=to_usage(usage),
-                     request_id=str(request_id) if request_id else None, tool_calls=tools.result())
+                     request_id=str(request_id) if request_id else None, tool_calls=tools.result(), model=model)
 
 
 class CompatibleProvider(SDKProvider[openai.AsyncOpenAI]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
 
 from gateway_app.providers.base import Provider, ProviderNotConfigured
 
@@ -25,6 +26,9 @@ def is_known(name: str) -> bool:
     return name in PROVIDERS
 
 
+_IMPORTING = threading.Lock()
+
+
 def _load(name: str, timeout: float) -> Provider:
     """Import and construct the provider; any failure is this provider's `ProviderNotConfigured`, so the
     message that needed it gets an error reply (and a plugin's broken import never takes the worker down)."""
@@ -33,7 +37,10 @@ def _load(name: str, timeout: float) -> Provider:
         raise ProviderNotConfigured(f"no provider named {name!r}")
     module_name, _, class_name = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
+        # One import at a time: two threads importing SDKs that share a dependency (httpx) can otherwise
+        # meet in Python's import deadlock avoidance, and one of them sees a partially initialised module.
+        with _IMPORTING:
+            return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
     except Exception as exc:
         raise ProviderNotConfigured(
             f"provider {name!r} ({target}) failed to load: {type(exc).__name__}: {exc}"[:300]) from exc

@@ -13,11 +13,13 @@ from faust.web import Request, Response, View
 
 from agents_tables import windows
 from gateway_app.contract.events import AgentProfile
+from gateway_app.observability import metrics
 from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
 from gateway_app.web import auth, conversations, moderation, stream
+from gateway_app.web import usage as usage_views
 from gateway_app.web.auth import Access
 from gateway_app.web.routing import routed
 
@@ -121,6 +123,13 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
         async def get(self, request: Request) -> Response:
             return self.json({"endpoints": services.caller.endpoints.snapshot(time.monotonic())})
 
+    @app.page("/metrics")
+    class MetricsView(Guarded):
+        """This worker's Prometheus metrics (`read`: scrapers send a bearer token). Each worker serves its own."""
+
+        async def get(self, request: Request) -> Response:
+            return await metrics.serve(self, request, app, services, dispatcher)
+
     topic = topics.agent_events.get_topic_name()
 
     def profile_or_404(view: View, agent_id: str, render: Callable[[AgentProfile], Any]) -> Response:
@@ -140,11 +149,19 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
     @app.page("/agents/{agent_id}/usage")
     class AgentUsageView(Guarded):
         async def get(self, request: Request, agent_id: str) -> Response:
+            try:  # ?from=&to=&group_by=: the usage rows (web.usage)
+                query = usage_views.Query.of(request.query, usage_views.AGENT_GROUPS, "day")
+            except usage_views.BadQuery as exc:
+                return _error(self, 400, "invalid_query", str(exc))
+
             async def local() -> Response:
-                return profile_or_404(self, agent_id, lambda profile: usage(services, dispatcher, profile))
+                return profile_or_404(self, agent_id, lambda profile: {
+                    **usage(services, dispatcher, profile), "budget": usage_views.budget_state(services, profile),
+                    **usage_views.agent_usage(services, agent_id, query)})
 
             return await routed(self, request, topic, agent_id, local)
 
     conversations.register(app, Guarded, services, topic)
     moderation.register(app, Guarded, services, topic)
+    usage_views.register(app, Guarded, services, topic)  # GET /usage (cluster-wide)
     stream.register(app, settings, Guarded)  # GET /rooms/{room_id}/stream (Server-Sent Events)

@@ -123,6 +123,7 @@ class FakeOpenAI(FakeServer):
         self.keys: set[str] | None = set(keys) if keys is not None else None
         self.moderation_requests: list[dict[str, Any]] = []
         self.moderation_seen: Counter[str] = Counter()
+        self.traceparents: list[str | None] = []  # each chat request's `traceparent` header (None: none)
         self.app.router.add_post("/v1/chat/completions", self.chat_completions)
         self.app.router.add_post("/v1/moderations", self.moderations)
 
@@ -158,6 +159,7 @@ class FakeOpenAI(FakeServer):
     # ---- the endpoint -----------------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        self.traceparents.append(request.headers.get("traceparent"))
         if not self.authorized(request):
             return self.error(401, message="Incorrect API key provided")
         body = await request.json()

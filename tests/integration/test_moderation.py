@@ -233,7 +233,7 @@ async def test_input_checks_block_before_any_call_or_mask_what_the_provider_sees
     blocked = await ask(chat, blocker, rude)
     assert blocked["status"] == "blocked" and blocked["error"]["code"] == "moderation_wordlist"
     assert not any(rude in str(b["messages"]) for b in server.requests) and blocked["attempts"] == 0
-    private = f"call me at +44 20 7946 0958 {uuid.uuid4().hex[:4]}"
+    private = f"call me at +44 20 7946 0958 please, ref {uuid.uuid4().hex[:4]}"
     await ask(chat, masker, private)
     assert not any("7946 0958" in str(b["messages"]) for b in server.requests)
 

@@ -1,5 +1,6 @@
-"""Admission: in the agent's arrival order, wait for the profile, refuse a disabled agent, and reserve
-room in the agent's rate window; then queue for the conversation's turn.
+"""Admission: in the agent's arrival order, wait for the profile, refuse a disabled agent, reserve
+room in the agent's rate window and the call's estimated cost against its budget (`stages.budget`); then
+queue for the conversation's turn.
 
 The agent turn was taken when the message was read (so admission follows arrival order) and is held
 only here: a message waiting for a profile or a window delays only later messages of the same agent.
@@ -16,6 +17,7 @@ from gateway_app.contract.events import AgentProfile, ErrorCode, ReplyStatus
 from gateway_app.errors import Rejected
 from gateway_app.pipeline.context import MessageContext, Reservation
 from gateway_app.pipeline.stage import Services
+from gateway_app.pipeline.stages.budget import BudgetGate
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ class Admission:
         self.settings = services.settings
         self.stores = services.stores
         self.turns = services.turns
+        self.metrics = services.metrics
+        self.budget = BudgetGate(services)
         self.window_ms = int(services.settings.rate_window_seconds * 1000)
 
     async def run(self, ctx: MessageContext) -> None:
@@ -43,6 +47,8 @@ class Admission:
             if not profile.enabled:
                 raise Rejected(ReplyStatus.AGENT_UNAVAILABLE, ErrorCode.AGENT_DISABLED, "agent is disabled")
             await self._wait_for_window(ctx, profile)
+            if profile.budget is not None:
+                await self.budget.admit(ctx, profile, self._context_tokens(ctx, profile))
             ctx.conversation_turn = turns.conversations.get(ctx.conversation).take()
         finally:
             turns.agents.release(agent_id, ctx.agent_turn)
@@ -77,8 +83,11 @@ class Admission:
                 return
             if decision.never:
                 reason = f"request needs about {tokens} tokens; the agent's limit is {limits.tpm} per window"
+                self.metrics.rejection(ErrorCode.EXCEEDS_TPM)
                 raise Rejected(ReplyStatus.RATE_LIMITED, ErrorCode.EXCEEDS_TPM, reason)
             log.debug("rate.deferred agent=%s until_ms=%s", agent_id, decision.retry_at_ms)
+            self.metrics.deferral()
+            ctx.deferred = True
             await asyncio.sleep(max(0.0, (decision.retry_at_ms - now_ms) / 1000))
 
 

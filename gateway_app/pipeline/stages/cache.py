@@ -51,6 +51,7 @@ class ResponseCache:
     def __init__(self, services: Services) -> None:
         self.store = services.stores.cache
         self.counters = services.counters
+        self.metrics = services.metrics
 
     async def run(self, ctx: MessageContext) -> None:
         profile = ctx.require_profile()
@@ -58,6 +59,7 @@ class ResponseCache:
             return
         ctx.cache_key = request_hash(profile, ctx.require_request())
         entry = self.store.lookup(profile.agent_id, ctx.cache_key, int(time.time() * 1000))
+        self.metrics.cache(hit=entry is not None)
         if entry is None:
             self.counters["cache_misses"] += 1
             return

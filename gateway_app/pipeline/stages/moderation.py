@@ -24,6 +24,7 @@ from typing import Any
 from gateway_app.contract.events import AgentProfile, ErrorCode
 from gateway_app.contract.moderation import CheckRule, Verdict
 from gateway_app.errors import ModerationBlocked
+from gateway_app.moderation import language
 from gateway_app.moderation import records as moderation_records
 from gateway_app.moderation.checks import CheckInput, CheckResult, mask_text, run_local
 from gateway_app.moderation.rules import CODES, SettingsCache, input_rules, output_rules, strongest
@@ -52,6 +53,8 @@ class Checking:
         profile = ctx.require_profile()
         failed: list[tuple[CheckRule, CheckResult]] = []
         started = time.monotonic()
+        if "language" in rules and not language.loaded():
+            await asyncio.to_thread(language.warm_up)  # once per worker, off the event loop (under a second)
         try:
             results = run_local(list(rules), data, self.check_settings.for_profile(profile)) if rules else []
         except Exception as exc:  # a configuration error (e.g. a pattern) is the checks' failure
@@ -98,9 +101,12 @@ class Checking:
                text: str | None = None, signal=None) -> None:
         ctx.verdicts.append(verdict)
         self.services.counters["moderation_flagged"] += 1
+        self.services.metrics.moderation(verdict.stage, verdict.check, verdict.verdict, verdict.action)
         signal = signal or caused_by(ctx, verdict)
+        took = ctx.timings.get(f"{verdict.stage}_checks", 0.0)  # the stage's checks, all of them, in ms
         ctx.moderation_events.append(moderation_records.check_event(
             ctx.message, verdict, len(ctx.moderation_events), scores=result.scores if result else None,
+            duration_ms=round(took),
             signal_id=signal.signal_id if signal else None,
             content=text if self.include_content else None))
 

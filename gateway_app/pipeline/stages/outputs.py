@@ -5,6 +5,10 @@ The outcome row is written only once the broker has acknowledged every record of
 presence proves they exist, so a redelivery of the same input is acked without publishing again (see
 `agents_tables.outcomes`). A rebalance lets a message that is publishing finish before it cancels the
 rest (`ctx.publishing`): cut between its send and its row, it would be answered twice.
+
+The message's usage rows are written in the same step as its outcome row (`pipeline.usage`); a run of a
+message whose usage an earlier run counted does not publish those billing events again, and a redelivery
+absorbed (or a replay re-sent) adds what a kill -9 lost of its usage rows (`agents_tables.usage`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from agents_tables.outcomes import Outcome, origin_key
 from gateway_app.errors import GatewayError, ModerationBlocked
 from gateway_app.moderation import records as moderation_records
+from gateway_app.observability import tracing
 from gateway_app.pipeline import records
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.plugin_runner import run_plugin, stages_at
@@ -22,6 +27,7 @@ from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.admission import settle
 from gateway_app.pipeline.memory import Memory
 from gateway_app.pipeline.stages.moderation import end_stream
+from gateway_app.pipeline.usage import UsageRecorder, position_of
 from gateway_app.plugins.api import StageInput
 from gateway_app.publisher import Publisher, encode
 
@@ -35,6 +41,7 @@ class Outputs:
         self.services = services
         self.publisher: Publisher = services.publisher
         self.memory = Memory(services)
+        self.usage = UsageRecorder(services)
 
     async def run(self, ctx: MessageContext) -> None:
         profile, result = ctx.require_profile(), ctx.result
@@ -51,23 +58,29 @@ class Outputs:
         outcome = self.outcome(ctx, encode(reply), answered=True)
         await self.send(ctx, outcome, remember=lambda: self.memory.remember(ctx, outcome))
         self.services.counters["answered"] += 1
+        self.services.metrics.reply(reply.status)
 
     def outcome(self, ctx: MessageContext, reply: bytes, *, answered: bool) -> Outcome:
         bills = records.billable(ctx.answers, ctx.message, self.services.prices)
+        self.services.metrics.answered(ctx.answers)
         if ctx.cache_hit is not None:
             bills.append(records.cache_billing(ctx.message, ctx.cache_hit, self.services.prices))
         bills += ctx.extra_billing
+        bills = self.usage.unbilled(ctx, bills, reply)  # not those an earlier run of the message counted
         origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)
-        return Outcome(reply, tuple(encode(bill) for bill in bills), origin, answered)
+        return Outcome(reply, tuple(encode(bill) for bill in bills), origin, answered, position_of(ctx),
+                       ctx.deferred)
 
     async def send(self, ctx: MessageContext, outcome: Outcome, *before, remember=None) -> None:
         """Send `before` (the DLQ record) and the outcome's records, wait for the broker, then record it
-        (and, for an ok answer, its conversation turn and cache entry: `remember`), with no await in
-        between: a rebalance cannot cut them apart."""
+        (its usage rows, and for an ok answer its conversation turn and cache entry: `remember`), with no
+        await in between: a rebalance cannot cut them apart."""
         ctx.publishing = True
-        events = [await self.publisher.moderation_event(event) for event in ctx.moderation_events]
+        headers = tracing.headers_of(ctx.trace)  # every record of the message carries its traceparent
+        events = [await self.publisher.moderation_event(event, headers) for event in ctx.moderation_events]
         deliveries = [*before, *events, *await send_outcome(self.publisher, ctx, outcome)]
         await asyncio.gather(*deliveries)
+        self.usage.record(ctx)
         if remember is not None:
             remember()
         self.services.stores.outcomes.remember(ctx.partition, ctx.message.message_id, outcome)
@@ -80,9 +93,10 @@ def reply_to(ctx: MessageContext) -> str | None:
 
 async def send_outcome(publisher: Publisher, ctx: MessageContext, outcome: Outcome) -> list:
     """Hand the outcome's records to the producer, in order; returns their deliveries."""
-    deliveries = [await publisher.send_reply_bytes(ctx.message.room_id, outcome.reply)]
+    headers = tracing.headers_of(ctx.trace)
+    deliveries = [await publisher.send_reply_bytes(ctx.message.room_id, outcome.reply, headers)]
     for bill in outcome.billing:
-        deliveries.append(await publisher.send_billing_bytes(ctx.message.agent_id, bill))
+        deliveries.append(await publisher.send_billing_bytes(ctx.message.agent_id, bill, headers))
     return deliveries
 
 
@@ -96,6 +110,7 @@ class FailureOutputs:
         self.services, self.outputs = services, outputs
 
     async def publish(self, ctx: MessageContext, error: GatewayError) -> None:
+        tracing.failed(ctx.trace, str(error.code), failure=error.dead_letter)
         settle(ctx, self.services.stores)
         # A held stream never ends as if its answer had been published: blocked says so, an error ends it.
         await end_stream(ctx, blocked=True, failed=error.dead_letter)
@@ -107,6 +122,7 @@ class FailureOutputs:
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)
             self.services.counters["blocked"] += 1
+            self.services.metrics.reply(error.reply_status, error.code)
             if isinstance(error, ModerationBlocked):
                 self.services.counters["moderation_blocked"] += 1
             return
@@ -114,8 +130,10 @@ class FailureOutputs:
                                    message_id=ctx.message.message_id, agent_id=ctx.message.agent_id,
                                    history=ctx.history)
         ctx.publishing = True
-        await self.outputs.send(ctx, outcome, await self.outputs.publisher.dead_letter(dead))
+        dlq = await self.outputs.publisher.dead_letter(dead, tracing.headers_of(ctx.trace))
+        await self.outputs.send(ctx, outcome, dlq)
         self.services.counters["rejected"] += 1
+        self.services.metrics.reply(error.reply_status, error.code)
 
 
 async def resend(services: Services, ctx: MessageContext, outcome: Outcome) -> None:

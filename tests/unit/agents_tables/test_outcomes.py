@@ -38,3 +38,14 @@ def test_a_redelivery_is_absorbed_a_replay_answered_again_or_retried():
     assert outcomes.redelivery(answered, elsewhere) is outcomes.Redelivery.RESEND
     assert outcomes.redelivery(failed, elsewhere) is outcomes.Redelivery.RUN
     assert outcomes.redelivery(Outcome(b"{}"), here) is outcomes.Redelivery.RESEND  # an old row proves nothing
+
+
+def test_rows_name_the_record_that_wrote_them_and_a_deferral_for_the_usage_rows():
+    row = Outcome(b"{}", (b'{"event_id": "e"}',), "in/3/41", True, position=907, deferred=True)
+    assert outcomes.encode(row).split(b"\n")[0] == b"#in/3/41@907+d answered"
+    assert outcomes.decode(outcomes.encode(row)) == row
+    plain = Outcome(b"{}", (), "in/3/41", False, position=5)
+    assert outcomes.decode(outcomes.encode(plain)) == plain
+    assert outcomes.redelivery(outcomes.decode(outcomes.encode(row)), "in/3/41") is outcomes.Redelivery.ABSORB
+    older = outcomes.decode(b"#in/3/41 failed\n{}")  # written before the position existed
+    assert older.position is None and not older.deferred and not older.answered

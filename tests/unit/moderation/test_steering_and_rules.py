@@ -70,7 +70,7 @@ class Sent:
     def __init__(self) -> None:
         self.chunks = []
 
-    async def reply_chunk(self, chunk) -> None:
+    async def reply_chunk(self, chunk, headers=None) -> None:
         self.chunks.append(chunk)
 
 

@@ -130,7 +130,7 @@ class NoTable(dict):
 
 
 TABLES = ("profiles", "rate_windows", "outcomes", "conversations", "response_cache", "cache_stats",
-          "room_moderation", "room_agents")
+          "room_moderation", "room_agents", "usage")
 
 
 def memory_stores(settings: Settings | None = None) -> tuple[Stores, object]:

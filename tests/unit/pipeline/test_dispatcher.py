@@ -64,13 +64,13 @@ class FakePublisher:
         done.set_result(None)
         return done
 
-    async def send_reply_bytes(self, room_id: str, value: bytes):
+    async def send_reply_bytes(self, room_id: str, value: bytes, headers=None):
         return await self._send("reply", value)
 
-    async def send_billing_bytes(self, agent_id: str, value: bytes):
+    async def send_billing_bytes(self, agent_id: str, value: bytes, headers=None):
         return await self._send("billing", value)
 
-    async def dead_letter(self, record):
+    async def dead_letter(self, record, headers=None):
         return await self._send("dlq", record.model_dump_json().encode())
 
     async def flush(self) -> None:

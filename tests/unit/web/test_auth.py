@@ -205,7 +205,7 @@ def test_every_view_needs_read_but_health_and_ready():
                       "/agents/{agent_id}": Access.READ, "/agents/{agent_id}/usage": Access.READ,
                       "/agents/{agent_id}/conversations/{room_id}": Access.READ,
                       "/agents/{agent_id}/rooms/{room_id}/moderation": Access.READ,
-                      "/rooms/{room_id}/stream": Access.READ}
+                      "/rooms/{room_id}/stream": Access.READ, "/metrics": Access.READ, "/usage": Access.READ}
     # Anything but GET/HEAD needs admin whatever the view declares (DELETE of a conversation).
     assert auth.required_access(levels["/agents/{agent_id}/conversations/{room_id}"], "DELETE") is Access.ADMIN
 

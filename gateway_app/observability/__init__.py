@@ -1,0 +1,1 @@
+"""What the gateway tells operators about itself besides its logs: metrics and traces."""
