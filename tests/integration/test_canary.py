@@ -91,6 +91,9 @@ async def test_the_canary_is_nowhere(cluster_factory, tmp_path, capsys, aws_env)
         cluster = cluster_factory(OPENAI_API_KEY="sk-environment-not-this", OPENAI_BASE_URL=server.url + "/v1",
                                   CANARY_KEY=canary, GATEWAY_KEYRING=kek, GATEWAY_WEB_READ_TOKENS=TOKEN,
                                   GATEWAY_CALL_TIMEOUT_SECONDS="1", GATEWAY_RETRY_MAX_ATTEMPTS="2",
+                                  # Six agents share one endpoint and half their messages fail on
+                                  # purpose: the breaker must not turn a "hello" into circuit_open.
+                                  GATEWAY_BREAKER_CONSECUTIVE_FAILURES="1000", GATEWAY_BREAKER_MIN_CALLS="1000",
                                   GATEWAY_RETRY_BASE_DELAY_SECONDS="0.05", VAULT_ADDR=bao.addr, VAULT_TOKEN=bao.token,
                                   **aws_env, **key_vault.env())
         worker = cluster.worker()
