@@ -114,6 +114,11 @@ async def test_a_clear_holds_also_after_a_restore_into_an_empty_data_directory(c
         await chat.clear(agent_id, "room-1")  # the event, as a chat service sends it
         status, accepted = delete(worker, f"/agents/{agent_id}/conversations/room-2")  # the operator's way
         assert status == 202 and accepted["event"]["room_id"] == "room-2"
+        # A clear and a message come on different input topics: only the clear's own place in the agent's
+        # stream orders them, so the next message is sent once both clears took effect.
+        for room in ("room-1", "room-2"):
+            await wait_until(lambda: worker.get(f"/agents/{agent_id}/conversations/{room}")[0] == 404, 60,
+                             f"the clear of {room}")
         await converse(chat, agent_id, "fresh start")
         await converse(chat, agent_id, "fresh room two", room="room-2")
         assert users_in(server, "fresh start") == ["fresh start"]
