@@ -22,6 +22,9 @@ Names and labels:
   bounded enumerations: a moderation check, a breaker state, a topic and partition).
 - Label values are always bounded: no label ever carries an agent, user, room or message id. Models are
   what an agent's profile names, so they are capped per provider by `ModelLabels`.
+
+It is long on purpose: every metric is defined once here (the README's table is written from it), with
+the scrape-time collectors beside them.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ The rest of the configuration is the SDK's own, from the environment: `OTEL_SERV
 `ai-gateway`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`,
 `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` / `_HEADERS` / `_TIMEOUT` / `_COMPRESSION` (OTLP over
 HTTP/protobuf), `OTEL_BSP_*` (the batch span processor), `OTEL_PROPAGATORS`.
+
+It is long on purpose: every span the gateway makes (Kafka hops, stages, provider attempts) and the
+header plumbing are kept in one module, so that tracing off is one check in one place.
 """
 
 from __future__ import annotations
