@@ -1,6 +1,8 @@
 """Usage rows: what an agent's billing events add up to, per day (with a breakdown per provider and
 model) and per user and day; and the rule that counts each billing event exactly once, also across a
 kill -9. The arithmetic is pure; `UsageStore` is the table boundary.
+It is long on purpose: the exactly-once argument, the rows it is about and the code that follows it
+are read together, in one file.
 
 Rows (JSON), on the agent's partition:
 
