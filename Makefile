@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run demo test unit bench kafka-jars clean
+.PHONY: run demo test unit bench kafka-jars browser clean
 
 $(VENV)/.installed: pyproject.toml examples/gateway-plugin-example/pyproject.toml tests/plugin_fixtures/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ kafka-jars: $(VENV)/.installed
 
 # The whole suite: a static security check of the shipped packages, then unit tests and integration tests
 # against a real local broker.
-test: $(VENV)/.installed kafka-jars
+# The dashboard's test drives a real headless Chromium: the distribution's package, installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: $(VENV)/.installed kafka-jars browser
 	$(PY) -m bandit -q -r gateway_app agents_tables
 	$(PY) -m pytest -ra
 

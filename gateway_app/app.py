@@ -142,10 +142,13 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
         await declare_outputs(topics)
 
     @app.task
-    async def compile_moderation_lists() -> None:
-        # The default lists compile at start; the language model (about 90 MB) only when a profile
-        # uses the `language` check (see pipeline.stages.moderation).
+    async def warm_up() -> None:
+        # One thing at a time, each in a thread: two threads importing at once can meet halfway in a
+        # shared dependency. The default moderation lists compile at start; the language model (about
+        # 90 MB) only when a profile uses the `language` check (see pipeline.stages.moderation).
         await asyncio.to_thread(checks.warm_up, with_language=False)
+        await providers.preload(settings.preload_providers)
+        services.warmed.set()  # /ready waits for it
 
     @app.service
     class ProviderClients(mode.Service):

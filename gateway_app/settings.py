@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(256, ge=1)
     max_pending_messages: int = Field(10_000, ge=1)
     call_timeout_seconds: float = Field(60.0, gt=0)         # one attempt, whole answer
+    # Providers loaded (SDK imported, lazy SDK modules too) before the worker reports ready, so no first
+    # call imports on the event loop; comma-separated, empty: each loads at its first call.
+    preload_providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["openai", "azure", "local", "anthropic", "cohere"])
     first_token_timeout_seconds: float = Field(20.0, gt=0)  # one streamed attempt, until its first event
     # Retries of retriable provider failures (429, 408, 5xx, connection errors, timeouts).
     retry_max_attempts: int = Field(4, ge=1)
@@ -96,7 +100,7 @@ class Settings(BaseSettings):
             return json.loads(value) if value.lstrip().startswith("[") else [value]
         return value
 
-    @field_validator("web_read_tokens", "web_admin_tokens", "moderation_words", mode="before")
+    @field_validator("web_read_tokens", "web_admin_tokens", "moderation_words", "preload_providers", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`GATEWAY_WEB_READ_TOKENS=a,b` as well as a JSON list."""

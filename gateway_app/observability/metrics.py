@@ -55,6 +55,8 @@ GENAI_PROVIDER_NAMES = {"azure": "azure.ai.openai"}
 # Bucket boundaries the conventions recommend (seconds; tokens).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+# The gateway's own share of a message's time is mostly milliseconds: finer buckets below 100 ms.
+OVERHEAD_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60)
 BACKLOG_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)  # messages one agent has waiting
 BREAKER_STATES = ("closed", "open", "half_open")
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
@@ -145,6 +147,21 @@ class GatewayMetrics:
                                ("provider", "model"), registry=registry)
         self._cache = Counter("gateway_cache_lookups", "Response-cache lookups, by result (hit | miss)",
                               ("result",), registry=registry)
+        self._budget_waits = Counter("gateway_budget_waits", "Times a message waited for its agent's calls in "
+                                     "flight to settle before its budget could admit it", registry=registry)
+        self._budget_fallbacks = Counter("gateway_budget_fallbacks", "Messages sent to their budget's fallback "
+                                         "model because the budget was spent, by the fallback's provider and model",
+                                         ("provider", "model"), registry=registry)
+        self._cost = Counter("gateway_cost_usd", "Cost of the provider answers billed (USD, from the billing "
+                             "events; a cache hit costs 0)", ("provider", "model"), registry=registry)
+        self._message_duration = Histogram(
+            "gateway_message_duration", "A message's time in the worker, from read to its outputs acked by the "
+            "broker, by reply status", ("status",), unit="seconds", buckets=DURATION_BUCKETS, registry=registry)
+        self._overhead = Histogram(
+            "gateway_overhead", "A message's time in the worker that is the gateway's own: not its provider "
+            "attempts, nor its admission (waiting behind its agent's earlier messages, for the profile, a "
+            "rate window or the budget) and its room's turn; retry back-off, checks and publishing are in it",
+            unit="seconds", buckets=OVERHEAD_BUCKETS, registry=registry)
         self._moderation = Counter("gateway_moderation_verdicts", "Moderation checks that did not pass, by "
                                    "stage, check, verdict (flagged | error) and the action taken",
                                    ("stage", "check", "verdict", "action"), registry=registry)
@@ -207,6 +224,23 @@ class GatewayMetrics:
 
     def rejection(self, code: Any) -> None:
         self._rejections.labels(_text(code)).inc()
+
+    def budget_wait(self) -> None:
+        self._budget_waits.inc()
+
+    def budget_fallback(self, provider: str, model: str) -> None:
+        self._budget_fallbacks.labels(provider, self.models(provider, model)).inc()
+
+    def billed(self, bills: Iterable[Any]) -> None:
+        """The cost of billing events (`BillingEvent`s) the message's outcome publishes."""
+        for bill in bills:
+            self._cost.labels(bill.provider, self.models(bill.provider, bill.model)).inc(float(bill.cost_usd))
+
+    def message(self, status: Any, seconds: float, not_ours: float) -> None:
+        """A message finished with a reply of `status` after `seconds`, `not_ours` of them in provider
+        attempts or waiting on purpose (see `gateway_overhead_seconds`)."""
+        self._message_duration.labels(_text(status)).observe(max(0.0, seconds))
+        self._overhead.observe(max(0.0, seconds - not_ours))
 
     def cache(self, hit: bool) -> None:
         self._cache.labels("hit" if hit else "miss").inc()

@@ -57,6 +57,7 @@ class CallLog:
 
     started: float
     attempts: int = 0
+    provider_seconds: float = 0.0  # the attempts' own time (the rest of a message's time is the gateway's)
     history: list[dict[str, Any]] = field(default_factory=list)
     last_error: ProviderError | None = None
 
@@ -235,7 +236,9 @@ class Caller:
             try:
                 started = self.clock()
                 outcome, health = await self._call_once(provider, endpoint, request, estimate, on_chunk, progress)
-                self.metrics.provider_call(endpoint.provider, endpoint.model, self.clock() - started, outcome)
+                seconds = self.clock() - started
+                progress.provider_seconds += seconds
+                self.metrics.provider_call(endpoint.provider, endpoint.model, seconds, outcome)
                 return outcome
             finally:
                 self.in_flight.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,3 +54,4 @@ class Services:
     provider_moderation: Any = None  # moderation.provider_moderation.ProviderModeration (None: not available)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)  # this worker's /metrics
     budgets: Budgets = field(default_factory=Budgets)  # budget reservations of the messages in flight
+    warmed: asyncio.Event = field(default_factory=asyncio.Event)  # start-up warm-up done (/ready waits)

@@ -154,6 +154,7 @@ ERRORS = errors.ErrorTable(
 
 class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
     name = "anthropic"
+    warm_modules = ("anthropic.resources.messages",)  # imported by the SDK at the first `client.messages`
     missing_key = "ANTHROPIC_API_KEY is not set"
 
     def read_config(self, environ: Mapping[str, str]) -> ClientConfig:

@@ -189,6 +189,9 @@ class CompatibleProvider(SDKProvider[openai.AsyncOpenAI]):
     """Base of the providers that speak Chat Completions; a subclass says where, with which key."""
 
     usage_required = True  # False for servers that may not report usage (billed 0 then)
+    # What the SDK imports at its first `client.chat.completions.create` (see registry.preload).
+    warm_modules = ("openai.resources.chat.chat", "openai.resources.chat.completions.completions",
+                    "openai.lib.streaming.chat", "openai.pagination")
 
     async def close_client(self, client: openai.AsyncOpenAI) -> None:
         await client.close()

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import threading
+from typing import Iterable
 
 from gateway_app.providers.base import Provider, ProviderNotConfigured
+
+log = logging.getLogger(__name__)
 
 PROVIDERS: dict[str, str] = {
     "echo": "gateway_app.providers.echo:EchoProvider",
@@ -46,6 +50,21 @@ def _load(name: str, timeout: float) -> Provider:
             f"provider {name!r} ({target}) failed to load: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
+# What an SDK's HTTP stack imports at its first connection (httpx's transport, h11, anyio's asyncio
+# backend; `httpcore2` is the openai SDK's own copy of httpcore, `truststore` its certificate store).
+TRANSPORT_MODULES = ("anyio._backends._asyncio", "anyio.streams.tls", "h11", "httpcore", "httpcore2", "truststore")
+
+
+def _import_all(modules: Iterable[str]) -> None:
+    """Import what is installed of `modules` (a name an SDK version does not have is skipped)."""
+    with _IMPORTING:
+        for module in (*modules, *TRANSPORT_MODULES):
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError:
+                log.debug("providers.warm_module_absent module=%s", module)
+
+
 class ProviderPool:
     """Creates each provider once, on first use, so its pooled connections are reused; closes them all."""
 
@@ -74,6 +93,22 @@ class ProviderPool:
         # shield: a caller cancelled while it waits must not cancel the import the others wait for.
         provider = await asyncio.shield(loading)
         return self._providers.setdefault(name, provider)
+
+    async def preload(self, names: Iterable[str]) -> list[str]:
+        """Load these providers now, one after the other, and import what their SDKs would import lazily
+        at their first call (`Provider.warm_modules`, e.g. the openai SDK's `resources.chat` on the first
+        `client.chat`): otherwise that import runs on the event loop during traffic, stalls every call in
+        flight, and may meet another thread's SDK import halfway. Returns the names that failed (logged;
+        those load lazily again on their first call)."""
+        failed = []
+        for name in names:
+            try:
+                provider = await self.load(name)
+                await asyncio.to_thread(_import_all, getattr(provider, "warm_modules", ()))
+            except Exception as exc:  # a provider that cannot load must not stop the worker
+                log.warning("providers.preload_failed provider=%s error=%s", name, str(exc)[:300])
+                failed.append(name)
+        return failed
 
     def _loaded(self, name: str, done: asyncio.Future[Provider]) -> None:
         del self._loading[name]  # forget a failure: the next call tries again

@@ -12,27 +12,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
-import aiohttp
 import faust
 from faust.web import Request, Response
-from yarl import URL
 
 from agents_tables.usage import Entry, group, money, total
 from gateway_app.contract.events import AgentProfile
 from gateway_app.pipeline.stage import Services
-from gateway_app.web.routing import forwarded_headers
+from gateway_app.web import cluster
 
 log = logging.getLogger(__name__)
 MAX_DAYS = 366
 AGENT_GROUPS = ("day", "provider", "model", "user")
 CLUSTER_GROUPS = ("agent", "provider", "model")
-ASK_SECONDS = 5.0  # how long the worker asked waits for each other worker's part
 
 
 class BadQuery(ValueError):
@@ -135,24 +131,7 @@ def register(app: faust.App, guarded: type, services: Services, topic: str) -> N
         partitions = owned_partitions(app, topic)
         rows = grouped(services.stores.usage.local_entries(query.first, query.last), query)["rows"] \
             if partitions else []
-        return {"url": str(app.conf.canonical_url), "ok": True, "partitions": partitions, "rows": rows}
-
-    async def ask(url: str, request: Request, query: Query) -> dict[str, Any]:
-        target = URL(url).with_path("/usage").with_query({**query.as_json(), "scope": "local"})
-        try:
-            async with asyncio.timeout(ASK_SECONDS):
-                async with app.http_client.get(target, headers=forwarded_headers(request.headers)) as response:
-                    if response.status != 200:
-                        log.warning("usage.worker_refused url=%s status=%s", url, response.status)
-                        return {"url": url, "ok": False}
-                    return {**await response.json(), "url": url, "ok": True}
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            log.warning("usage.worker_unanswered url=%s error=%r", url, exc)
-            return {"url": url, "ok": False}
-
-    def same_node(url: str) -> bool:
-        ours, theirs = URL(str(app.conf.canonical_url)), URL(url)
-        return (ours.host, ours.port) == (theirs.host, theirs.port)
+        return {"partitions": partitions, "rows": rows}
 
     @app.page("/usage")
     class ClusterUsageView(guarded):
@@ -163,8 +142,6 @@ def register(app: faust.App, guarded: type, services: Services, topic: str) -> N
                 return error(self, 400, "invalid_query", str(exc))
             if request.query.get("scope") == "local":
                 return self.json(local_part(query))
-            urls = list(app.assignor.external_topic_distribution)
-            others = [url for url in urls if not same_node(url)]
-            parts = [local_part(query), *await asyncio.gather(*(ask(url, request, query) for url in others))]
+            parts = await cluster.gather(app, request, "/usage", query.as_json(), local_part(query))
             # The internal topic and the tables have GATEWAY_TOPIC_PARTITIONS partitions (the gateway makes them).
             return self.json(merge(parts, query, services.settings.topic_partitions))

@@ -18,7 +18,7 @@ from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics
-from gateway_app.web import auth, conversations, moderation, stream
+from gateway_app.web import auth, conversations, dashboard, moderation, stream
 from gateway_app.web import usage as usage_views
 from gateway_app.web.auth import Access
 from gateway_app.web.routing import routed
@@ -30,18 +30,20 @@ def _error(view: View, status: int, code: str, message: str) -> Response:
     return view.json({"error": {"code": code, "message": message}}, status=status)
 
 
-def readiness(app: faust.App) -> dict[str, Any]:
-    """Ready once it has joined the group, recovered its tables and is not rebalancing. A worker can be
-    ready with no partitions: the group has more workers than the assignor gives partitions to."""
+def readiness(app: faust.App, warmed: bool = True) -> dict[str, Any]:
+    """Ready once it has joined the group, recovered its tables, warmed up (moderation lists, provider
+    SDKs) and is not rebalancing. A worker can be ready with no partitions: the group has more workers
+    than the assignor gives partitions to."""
     assigned = len(app.consumer.assignment()) if app.consumer else 0
     recovered = app.tables.recovery.completed.is_set()
     joined = app.consumer_generation_id > 0
     return {
-        "ready": joined and recovered and not app.rebalancing,
+        "ready": joined and recovered and warmed and not app.rebalancing,
         "joined": joined,
         "assigned_partitions": assigned,
         "tables_recovered": recovered,
         "rebalancing": bool(app.rebalancing),
+        "warmed_up": warmed,
     }
 
 
@@ -113,7 +115,7 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
         access = Access.OPEN
 
         async def get(self, request: Request) -> Response:
-            state = readiness(app)
+            state = readiness(app, services.warmed.is_set())
             return self.json(state, status=200 if state["ready"] else 503)
 
     @app.page("/providers")
@@ -165,3 +167,4 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
     moderation.register(app, Guarded, services, topic)
     usage_views.register(app, Guarded, services, topic)  # GET /usage (cluster-wide)
     stream.register(app, settings, Guarded)  # GET /rooms/{room_id}/stream (Server-Sent Events)
+    dashboard.register(app, Guarded, services, dispatcher, topic)  # GET /dashboard, /dashboard/data

@@ -31,6 +31,7 @@ def today() -> str:
 class BudgetGate:
     def __init__(self, services: Services) -> None:
         self.stores, self.budgets, self.prices = services.stores, services.budgets, services.prices
+        self.metrics = services.metrics
 
     async def admit(self, ctx: MessageContext, profile: AgentProfile, context_tokens: int) -> None:
         spec = profile.budget
@@ -51,6 +52,7 @@ class BudgetGate:
                 self.past_budget(ctx, profile, budgets.exhausted(periods))
                 return
             ctx.deferred = True
+            self.metrics.budget_wait()
             started = time.monotonic()
             await self.budgets.wait_settled(agent_id, SETTLE_POLL_SECONDS)
             log.debug("budget.waited agent=%s seconds=%.3f", agent_id, time.monotonic() - started)
@@ -70,10 +72,12 @@ class BudgetGate:
         fallback = profile.budget.fallback
         if fallback is None:
             log.info("budget.exceeded agent=%s %s spent=%s", profile.agent_id, what, period and period.spent)
+            self.metrics.rejection(ErrorCode.BUDGET_EXCEEDED)
             raise Rejected(ReplyStatus.RATE_LIMITED, ErrorCode.BUDGET_EXCEEDED,
                            f"the agent's {what} is spent")
         log.info("budget.fallback agent=%s %s spent=%s provider=%s model=%s", profile.agent_id, what,
                  period and period.spent, fallback.provider, fallback.model)
+        self.metrics.budget_fallback(fallback.provider, fallback.model)
         ctx.profile = profile.model_copy(update={"provider": fallback.provider, "model": fallback.model,
                                                  "options": fallback.options, "credentials": fallback.credentials,
                                                  "fallbacks": []})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from agents_tables.outcomes import Outcome, origin_key
 from gateway_app.errors import GatewayError, ModerationBlocked
@@ -59,6 +60,7 @@ class Outputs:
         await self.send(ctx, outcome, remember=lambda: self.memory.remember(ctx, outcome))
         self.services.counters["answered"] += 1
         self.services.metrics.reply(reply.status)
+        finished(self.services, ctx, reply.status)
 
     def outcome(self, ctx: MessageContext, reply: bytes, *, answered: bool) -> Outcome:
         bills = records.billable(ctx.answers, ctx.message, self.services.prices)
@@ -67,6 +69,7 @@ class Outputs:
             bills.append(records.cache_billing(ctx.message, ctx.cache_hit, self.services.prices))
         bills += ctx.extra_billing
         bills = self.usage.unbilled(ctx, bills, reply)  # not those an earlier run of the message counted
+        self.services.metrics.billed(bills)
         origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)
         return Outcome(reply, tuple(encode(bill) for bill in bills), origin, answered, position_of(ctx),
                        ctx.deferred)
@@ -84,6 +87,18 @@ class Outputs:
         if remember is not None:
             remember()
         self.services.stores.outcomes.remember(ctx.partition, ctx.message.message_id, outcome)
+
+
+WAITING_STAGES = ("admission", "conversation_turn")  # the agent's and the room's turn, profile, window, budget
+
+
+def finished(services: Services, ctx: MessageContext, status) -> None:
+    """The message's time in the worker, and how much of it was the gateway's own: not its provider
+    attempts, nor what it waited for on purpose (its turn behind the agent's and the room's earlier
+    messages, the profile, a rate window, the budget)."""
+    provider_seconds = ctx.calls.provider_seconds if ctx.calls is not None else 0.0
+    waited_seconds = sum(ctx.timings.get(name, 0.0) for name in WAITING_STAGES) / 1000
+    services.metrics.message(status, time.monotonic() - ctx.arrived, provider_seconds + waited_seconds)
 
 
 def reply_to(ctx: MessageContext) -> str | None:
@@ -123,6 +138,7 @@ class FailureOutputs:
             await self.outputs.send(ctx, outcome)
             self.services.counters["blocked"] += 1
             self.services.metrics.reply(error.reply_status, error.code)
+            finished(self.services, ctx, error.reply_status)
             if isinstance(error, ModerationBlocked):
                 self.services.counters["moderation_blocked"] += 1
             return
@@ -134,6 +150,7 @@ class FailureOutputs:
         await self.outputs.send(ctx, outcome, dlq)
         self.services.counters["rejected"] += 1
         self.services.metrics.reply(error.reply_status, error.code)
+        finished(self.services, ctx, error.reply_status)
 
 
 async def resend(services: Services, ctx: MessageContext, outcome: Outcome) -> None:

@@ -463,3 +463,37 @@ async def test_a_failed_call_still_reports_its_attempt():
         await caller({"a": [errors.from_status(401, "bad key")]}, metrics).call("m", [PRIMARY], request, 5)
     assert value(metrics, "gen_ai_client_operation_duration_seconds_count", **GENAI, gen_ai_provider_name="a",
                  gen_ai_request_model="m1", error_type="provider_auth_failed") == 1
+
+
+async def test_cost_message_duration_and_the_gateways_own_share(monkeypatch):
+    import time
+
+    real = time.time
+    offset = 0.01 - real() % 0.5  # the clock starts 10 ms into a window of 0.5 s: "two" waits about 0.49 s
+    monkeypatch.setattr(time, "time", lambda: real() + offset)
+    pipeline, metrics = flow(rate_window_seconds=0.5)
+    replies = await send(pipeline, profile_of(rate_limits={"rpm": 1}), "one", "two")  # two waits for a window
+    assert [r["status"] for r in replies] == ["ok", "ok"]
+    billed = [json.loads(v) for kind, v in pipeline.services.publisher.sent if kind == "billing"]
+    assert value(metrics, "gateway_cost_usd_total", provider="openai", model="gpt-4o-mini") == \
+        pytest.approx(sum(float(b["cost_usd"]) for b in billed)) and billed
+    assert value(metrics, "gateway_message_duration_seconds_count", status="ok") == 2
+    assert value(metrics, "gateway_overhead_seconds_count") == 2
+    waited = value(metrics, "gateway_message_duration_seconds_sum", status="ok")
+    # The second message waited about 0.49 s for a rate window: in its duration, not in the overhead.
+    assert waited >= 0.4 and value(metrics, "gateway_overhead_seconds_sum") < waited - 0.4
+
+
+async def test_a_spent_budget_counts_a_rejection_and_a_fallback():
+    from decimal import Decimal
+
+    pipeline, metrics = flow()
+    stores = pipeline.services.stores
+    spent = profile_of(budget={"usd_per_day": "0.000001"})
+    stores.usage.spent = lambda agent_id, day: Decimal("1")  # the day's budget is spent
+    replies = await send(pipeline, spent, "one")
+    assert replies[-1]["error"]["code"] == "budget_exceeded"
+    assert value(metrics, "gateway_rate_limit_rejections_total", code="budget_exceeded") == 1
+    fallback = profile_of(budget={"usd_per_day": "0.000001", "fallback": {"provider": "openai", "model": "gpt-4.1-nano"}})
+    await send(pipeline, fallback, "two")
+    assert value(metrics, "gateway_budget_fallbacks_total", provider="openai", model="gpt-4.1-nano") == 1

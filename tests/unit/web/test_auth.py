@@ -198,14 +198,17 @@ def registered_views(config: Settings) -> dict[str, type]:
     return {view.view_path: view for view in app.web.views.values()}
 
 
-def test_every_view_needs_read_but_health_and_ready():
+def test_every_view_needs_read_but_the_probes_and_the_dashboards_files():
     pages = {path: type(view) for path, view in registered_views(settings(web_read_tokens=[READ_1])).items()}
     levels = {path: view.access for path, view in pages.items()}
     assert levels == {"/health": Access.OPEN, "/ready": Access.OPEN, "/providers": Access.READ,
                       "/agents/{agent_id}": Access.READ, "/agents/{agent_id}/usage": Access.READ,
                       "/agents/{agent_id}/conversations/{room_id}": Access.READ,
                       "/agents/{agent_id}/rooms/{room_id}/moderation": Access.READ,
-                      "/rooms/{room_id}/stream": Access.READ, "/metrics": Access.READ, "/usage": Access.READ}
+                      "/rooms/{room_id}/stream": Access.READ, "/metrics": Access.READ, "/usage": Access.READ,
+                      # The page and its script hold no figure; the figures need read.
+                      "/dashboard": Access.OPEN, "/dashboard/static/{name}": Access.OPEN,
+                      "/dashboard/data": Access.READ}
     # Anything but GET/HEAD needs admin whatever the view declares (DELETE of a conversation).
     assert auth.required_access(levels["/agents/{agent_id}/conversations/{room_id}"], "DELETE") is Access.ADMIN
 
