@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Generic, Hashable, Mapping, TypeVar
 
@@ -14,6 +15,11 @@ from pydantic import SecretStr
 from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
 
 C = TypeVar("C")
+
+# Held by whatever may import SDK modules in a thread (loading a provider, building a client: an SDK
+# client's constructor imports parts of its HTTP stack lazily). Two threads importing at once can meet
+# halfway in a shared dependency (httpx, anyio), and one of them then sees a partially initialised module.
+IMPORT_LOCK = threading.Lock()
 
 
 def first_set(environ: Mapping[str, str], *names: str) -> str | None:
@@ -68,7 +74,7 @@ class ClientCache(Generic[C]):
         if building is None:
             if len(self._clients) + len(self._building) >= self.max_clients:
                 raise ProviderNotConfigured(f"already {self.max_clients} distinct endpoints in use; refusing another")
-            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(create))
+            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(_locked, create))
             building.add_done_callback(lambda done: self._built(key, done))
         # shield: a caller cancelled while it waits must not cancel the build the others wait for.
         return await asyncio.shield(building)
@@ -87,6 +93,11 @@ class ClientCache(Generic[C]):
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await self._close(client)
+
+
+def _locked(create: Callable[[], C]) -> C:
+    with IMPORT_LOCK:
+        return create()
 
 
 class SDKProvider(Generic[C]):

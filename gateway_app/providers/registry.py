@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import threading
 from typing import Iterable
 
 from gateway_app.providers.base import Provider, ProviderNotConfigured
+from gateway_app.providers.clients import IMPORT_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def is_known(name: str) -> bool:
     return name in PROVIDERS
 
 
-_IMPORTING = threading.Lock()
+_IMPORTING = IMPORT_LOCK  # one import (or client build) at a time, see `clients.IMPORT_LOCK`
 
 
 def _load(name: str, timeout: float) -> Provider:
@@ -41,8 +41,6 @@ def _load(name: str, timeout: float) -> Provider:
         raise ProviderNotConfigured(f"no provider named {name!r}")
     module_name, _, class_name = target.partition(":")
     try:
-        # One import at a time: two threads importing SDKs that share a dependency (httpx) can otherwise
-        # meet in Python's import deadlock avoidance, and one of them sees a partially initialised module.
         with _IMPORTING:
             return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
     except Exception as exc:

@@ -21,7 +21,8 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: s
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            explain = getattr(predicate, "explain", None)  # what the predicate last saw, when it says
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {explain()}" if explain else ""))
         await asyncio.sleep(0.1)  # the polling interval
 
 
@@ -29,15 +30,24 @@ def profiles_applied(worker: Worker, versions: dict[str, int]) -> Callable[[], b
     """A predicate for `wait_until`: every agent's profile is in force at (at least) its version, as any
     worker's `/agents/{id}` reports it (it asks the owner). Agents already seen are not asked again."""
     waiting = dict(versions)
+    last: list = []
 
     def applied() -> bool:
+        if worker.proc is not None and worker.proc.poll() is not None:  # fail now, with what it said last
+            raise AssertionError(f"worker {worker.index} exited with {worker.proc.returncode}:\n{worker.tail(25)}")
         for agent_id, version in list(waiting.items()):
             status, body = worker.get(f"/agents/{agent_id}")
             if status != 200 or body["version"] < version:
+                last[:] = [agent_id, status, body]
                 return False
             del waiting[agent_id]
         return True
 
+    def explain() -> str:
+        ready = worker.get("/ready")
+        return f"/agents/{last[0] if last else '?'} answered {last[1:]}; /ready {ready}; log tail:\n{worker.tail(12)}"
+
+    applied.explain = explain
     return applied
 
 

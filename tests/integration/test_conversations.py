@@ -92,7 +92,7 @@ async def test_three_turns_every_provider_receives_the_earlier_turns_in_its_wire
     replies = await chat.wait_replies([m["messageId"] for msgs in sent.values() for m in msgs])
     for name, msgs in sent.items():
         answers = [replies[m["messageId"]][0] for m in msgs]
-        assert all(a["status"] == "ok" for a in answers), answers
+        assert all(a["status"] == "ok" for a in answers), [(name, a["status"], a.get("error")) for a in answers]
         seen = flat(request_for(servers[name], msgs[2]["content"]))
         expected = [("user", msgs[0]["content"]), ("assistant", answers[0]["content"]),
                     ("user", msgs[1]["content"]), ("assistant", answers[1]["content"]),
