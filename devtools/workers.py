@@ -49,6 +49,9 @@ class Deployment:
             "GATEWAY_TOPIC_PARTITIONS": str(self.partitions),
             "GATEWAY_BROKER_SESSION_TIMEOUT_SECONDS": "6",
             "GATEWAY_COMMIT_INTERVAL_SECONDS": "0.5",
+            # Most workers here answer from the echo provider: importing every SDK before /ready would add
+            # seconds to each start. Deployments that call SDK providers name them (provider_env does).
+            "GATEWAY_PRELOAD_PROVIDERS": "",
             **{f"GATEWAY_TOPIC_{key.upper()}": name for key, name in self.topics.items()},
         }
         return {**env, **self.env}

@@ -36,4 +36,5 @@ def provider_env(threads: dict[str, ServerThread]) -> dict[str, str]:
         "LOCAL_LLM_BASE_URL": threads["local"].url + "/v1",
         "ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": threads["anthropic"].url,
         "CO_API_KEY": "co-test", "COHERE_BASE_URL": threads["cohere"].url,
+        "GATEWAY_PRELOAD_PROVIDERS": ",".join(PROVIDERS),  # as in production: every SDK loaded before /ready
     }
