@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run demo test unit bench kafka-jars browser clean
+.PHONY: run demo test unit bench kafka-jars browser k8s-tools clean
 
 $(VENV)/.installed: pyproject.toml examples/gateway-plugin-example/pyproject.toml tests/plugin_fixtures/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: $(VENV)/.installed kafka-jars browser
+# The Kubernetes overlay is rendered by kubectl's kustomize; where there is no kubectl, kustomize itself
+# is built from the Go module proxy into .local/bin.
+k8s-tools:
+	@command -v kubectl >/dev/null || command -v kustomize >/dev/null || test -x .local/bin/kustomize || \
+		GOBIN=$(CURDIR)/.local/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+
+test: $(VENV)/.installed kafka-jars browser k8s-tools
 	$(PY) -m bandit -q -r gateway_app agents_tables
 	$(PY) -m pytest -ra
 
