@@ -20,6 +20,7 @@ from gateway_app.kafka.transport import GatewayTransport
 from gateway_app.moderation import checks
 from gateway_app.moderation.provider_moderation import ProviderModeration
 from gateway_app.observability.metrics import GatewayMetrics
+from gateway_app.pipeline import profile_service
 from gateway_app.pipeline.caller import Caller
 from gateway_app.pipeline.dispatcher import Dispatcher
 from gateway_app.pipeline.stage import Services
@@ -116,9 +117,12 @@ def build_services(settings: Settings, tables: GatewayTables, publisher: Publish
     caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight),
                     metrics=publisher.metrics)
     stores = Stores.over(tables, settings)
-    return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins,
-                    dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings),
-                    ProviderModeration(timeout=settings.call_timeout_seconds), metrics=publisher.metrics)
+    counters, credentials = dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings)
+    profiles_over_http = profile_service.from_settings(settings, publisher, counters, credentials, is_known,
+                                                       plugins.check_stage)
+    return Services(settings, stores, Turns(), caller, publisher, current_table(), plugins, counters, credentials,
+                    ProviderModeration(timeout=settings.call_timeout_seconds), metrics=publisher.metrics,
+                    profile_service=profiles_over_http)
 
 
 def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gateway:
@@ -157,5 +161,7 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
         async def on_stop(self) -> None:
             await providers.aclose()
             await services.provider_moderation.aclose()
+            if services.profile_service is not None:
+                await services.profile_service.aclose()
 
     return Gateway(app, settings, topics, tables, services, dispatcher)

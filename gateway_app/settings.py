@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     rate_window_seconds: float = Field(60.0, gt=0)
     agent_backlog_max: int = Field(1000, ge=1)
     profile_wait_seconds: float = Field(30.0, ge=0)
+    # Profile sync over HTTP (pipeline.profile_service): a message whose agent has no profile also asks
+    # GET {url}/agents/{agent id}, within its profile wait; unset, only profile events bring profiles.
+    profile_service_url: str | None = Field(None, min_length=1)
+    profile_service_timeout_seconds: float = Field(5.0, gt=0)  # one request, whole answer
+    # A credential reference (env:, file:, enc:, vault:, aws-sm:, azure-kv:), sent as `Bearer <secret>`.
+    profile_service_auth: str | None = Field(None, min_length=1)
 
     # Provider calls.
     max_in_flight: int = Field(256, ge=1)

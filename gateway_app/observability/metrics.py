@@ -165,6 +165,9 @@ class GatewayMetrics:
         self._moderation = Counter("gateway_moderation_verdicts", "Moderation checks that did not pass, by "
                                    "stage, check, verdict (flagged | error) and the action taken",
                                    ("stage", "check", "verdict", "action"), registry=registry)
+        self._profile_fetches = Counter("gateway_profile_fetches", "Profiles asked of the profile service for "
+                                        "an agent without one, by result (ok | not_found | invalid | error | "
+                                        "breaker_open)", ("result",), registry=registry)
         registry.register(_WorkerCollector(self))
 
     # --- events, reported by the pipeline ---
@@ -247,6 +250,9 @@ class GatewayMetrics:
 
     def moderation(self, stage: str, check: str, verdict: str, action: str) -> None:
         self._moderation.labels(_text(stage), _text(check), _text(verdict), _text(action)).inc()
+
+    def profile_fetch(self, result: Any) -> None:
+        self._profile_fetches.labels(_text(result)).inc()
 
     def _genai(self, provider: str, model: str) -> tuple[str, str, str]:
         return OPERATION, GENAI_PROVIDER_NAMES.get(provider, provider), self.models(provider, model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.observability.metrics import GatewayMetrics
@@ -17,6 +17,9 @@ from gateway_app.pricing.prices import PriceTable
 from gateway_app.publisher import Publisher
 from gateway_app.settings import Settings
 from agents_tables.tables import Stores
+
+if TYPE_CHECKING:  # the fetcher imports the intake's checks; only its type is needed here
+    from gateway_app.pipeline.profile_service import ProfileService
 
 
 class Finished(Exception):
@@ -55,3 +58,4 @@ class Services:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)  # this worker's /metrics
     budgets: Budgets = field(default_factory=Budgets)  # budget reservations of the messages in flight
     warmed: asyncio.Event = field(default_factory=asyncio.Event)  # start-up warm-up done (/ready waits)
+    profile_service: ProfileService | None = None  # profiles over HTTP for parked messages (None: events only)

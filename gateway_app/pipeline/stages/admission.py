@@ -35,6 +35,7 @@ class Admission:
         self.stores = services.stores
         self.turns = services.turns
         self.metrics = services.metrics
+        self.profile_service = services.profile_service
         self.budget = BudgetGate(services)
         self.window_ms = int(services.settings.rate_window_seconds * 1000)
 
@@ -57,6 +58,7 @@ class Admission:
         agent_id = ctx.message.agent_id
         lane = self.turns.agents.get(agent_id)
         deadline = ctx.arrived + self.settings.profile_wait_seconds
+        fetcher = self.profile_service  # asked once per message, within the same wait
         while True:
             profile = self.stores.profiles.live(agent_id)
             if profile is not None:
@@ -66,6 +68,11 @@ class Admission:
             if remaining <= 0:
                 reason = f"no profile for agent {agent_id!r} within {self.settings.profile_wait_seconds}s"
                 raise Rejected(ReplyStatus.AGENT_UNAVAILABLE, ErrorCode.AGENT_UNKNOWN, reason)
+            if fetcher is not None:
+                # Its answer comes back as a profile record on this agent's partition: the dispatcher
+                # applies it in stream order and notifies the lane, like any profile event.
+                fetcher.request(agent_id, deadline)
+                fetcher = None
             await lane.wait_changed(remaining)
 
     async def _wait_for_window(self, ctx: MessageContext, profile: AgentProfile) -> None:
