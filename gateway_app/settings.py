@@ -188,7 +188,8 @@ class Settings(BaseSettings):
     # a group-wide rebalance; a dead one's partitions wait for the session timeout. Unset: dynamic.
     instance_id: str | None = Field(None, min_length=1, max_length=249)
     # A graceful stop (SIGTERM) lets messages past admission finish for at most this long, then commits.
-    # Keep it below the orchestrator's kill timeout (Kubernetes: terminationGracePeriodSeconds, 30 s).
+    # A stop takes up to this plus ~10 s (messages already publishing finish) plus a commit and closing:
+    # keep the orchestrator's kill timeout above that (k8s/ sets terminationGracePeriodSeconds 120).
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     rocksdb_block_cache_mb: int = Field(8, ge=1)
     web_tables_enabled: bool = False
