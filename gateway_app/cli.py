@@ -13,6 +13,9 @@
   a labelled set (default: the set under tests/moderation_set).
 - `gateway report [--from D] [--to D] [--group-by agent|user|provider|model] [--format table|csv|json]`:
   usage recomputed from the billing topic (read from its beginning, each event id once).
+- `gateway replay reprocess|shadow|reprice --from X [--to Y] [--execute] ...`, `gateway replay compare RUN`:
+  re-run a range of a topic without touching the live consumer group (docs/replays.md);
+- `gateway dlq replay --code C --since T [--agent A] [--execute]`: dead letters back to their topics.
 
 `--data-dir`/`--datadir` may stand anywhere; the other options are faust's worker options.
 """
@@ -145,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
         from gateway_app.usage_report import main as report_main
 
         sys.exit(report_main(args[1:]))
+    if args[:1] in (["replay"], ["dlq"]):
+        from gateway_app.replay.command import main as replay_main
+
+        sys.exit(replay_main(args))
     from gateway_app import log_redaction
     from gateway_app.app import create_gateway
     from gateway_app.observability import tracing

@@ -11,6 +11,9 @@ as cached prompt tokens, so usage mapping is visible in tests.
 `keys`: when set, only these bearer keys are accepted (a 401 in the documented shape otherwise); None
 (the default) accepts any bearer key.
 
+`down`: while True, every chat request is answered 503 (a provider outage), after being recorded in
+`requests`; False (the default) answers as usual.
+
 Moderation, `POST /v1/moderations`: request `{"model", "input"}`, `input` a string or a list of strings
 (a missing or other `input` is a 400); the answer `{"id": "modr-...", "model": <the request's, default
 omni-moderation-latest>, "results": [...]}` carries one result per input string, each with `flagged`,
@@ -124,6 +127,7 @@ class FakeOpenAI(FakeServer):
         self.moderation_requests: list[dict[str, Any]] = []
         self.moderation_seen: Counter[str] = Counter()
         self.traceparents: list[str | None] = []  # each chat request's `traceparent` header (None: none)
+        self.down = False  # a provider outage: every chat request gets a 503 while set
         self.app.router.add_post("/v1/chat/completions", self.chat_completions)
         self.app.router.add_post("/v1/moderations", self.moderations)
 
@@ -163,6 +167,9 @@ class FakeOpenAI(FakeServer):
         if not self.authorized(request):
             return self.error(401, message="Incorrect API key provided")
         body = await request.json()
+        if self.down:
+            self.requests.append(body)
+            return self.error(503, message="the service is down (test outage)")
         return await self.answer(request, body)
 
     async def answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
