@@ -18,6 +18,13 @@ def billing_event_id(message_id: str, call_index: int = 0, generation: int = 0) 
     return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:{call_index}{suffix}"))
 
 
+def rerun_billing_id(event_id: str, origin: str) -> str:
+    """A billing event of a message run again after it had failed (a replay, at a new input offset):
+    its calls are new ones, so their ids must differ from the failed run's (same message id, same call
+    index), and stay the same for every redelivery of this run (the origin is its input record)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{event_id}:run:{origin}"))
+
+
 def chunk_id(message_id: str, stream_id: str, seq: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"chunk:{message_id}:{stream_id}:{seq}"))
 

@@ -97,6 +97,7 @@ class MessageContext:
     publishing: bool = False
     usage_plan: object | None = None  # what the outcome adds to the usage rows (pipeline.usage.Plan)
     copy_in_flight: bool = False  # another copy of this message was in progress when it was read
+    rerun: str | None = None  # this input record's origin, when the message had failed before (a replay)
 
     @property
     def message(self) -> MessageCreated:

@@ -135,6 +135,8 @@ class Dispatcher:
             self.services.metrics.rejection(error.code)
             coro = self._finish(ctx, self.pipeline.failures.publish(ctx, error))
         else:
+            if decision is Redelivery.RUN:  # it failed before: this run's billing gets ids of its own
+                ctx.rerun = origin_key(record.origin.topic, record.origin.partition, record.origin.offset)
             ctx.agent_turn = self.turns.agents.get(message.agent_id).take()
             ctx.copy_in_flight = self.in_flight_ids[message.message_id] > 0
             coro = self._finish(ctx, self.pipeline.run(ctx))

@@ -44,13 +44,12 @@ class UsageRecorder:
 
     def unbilled(self, ctx: MessageContext, bills: list[BillingEvent], reply: bytes) -> list[BillingEvent]:
         """Plan the message's usage (kept on the context for `record`) and return the billing events to
-        publish: all but those an earlier run of the message counted (their first copy is on the topic)."""
+        publish: all but those an earlier run at this offset counted (their first copy is on the topic). A
+        run of a message that had failed (a replay) bills under ids of its own (`ids.rerun_billing_id`):
+        its calls are new ones."""
         position = position_of(ctx)
-        earlier = self._earlier_failure(ctx)
         entries, publish = [], []
         for bill in bills:
-            if bill.event_id in earlier:
-                continue  # a replay of a failed message: its earlier run's events are counted
             entry = billing_entry(bill)
             entries.append(entry)  # a row that did not count it yet still will
             if not any(self.stores.usage.counted(key, position) for key in rows_of([entry])):
@@ -67,19 +66,6 @@ class UsageRecorder:
             log.info("usage.already_counted message=%s offset=%s events=%d (an earlier run's; not sent again)",
                      ctx.message.message_id, position, len(bills) - len(publish))
         return publish
-
-    def _earlier_failure(self, ctx: MessageContext) -> set[str]:
-        """The event ids a failed earlier outcome of this message billed (a DLQ replay runs it again)."""
-        remembered = self.stores.outcomes.get(ctx.message.message_id)
-        if remembered is None or remembered.answered:
-            return set()
-        ids = set()
-        for bill in remembered.billing:
-            try:
-                ids.add(json.loads(bill)["event_id"])
-            except (ValueError, KeyError):
-                continue
-        return ids
 
     def record(self, ctx: MessageContext) -> None:
         """Add the planned usage to its rows. Never raises: the answer is published; a failure here is

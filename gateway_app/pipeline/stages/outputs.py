@@ -18,6 +18,7 @@ import logging
 import time
 
 from agents_tables.outcomes import Outcome, origin_key
+from gateway_app.contract import ids
 from gateway_app.errors import GatewayError, ModerationBlocked
 from gateway_app.moderation import records as moderation_records
 from gateway_app.observability import tracing
@@ -68,6 +69,9 @@ class Outputs:
         if ctx.cache_hit is not None:
             bills.append(records.cache_billing(ctx.message, ctx.cache_hit, self.services.prices))
         bills += ctx.extra_billing
+        if ctx.rerun is not None:  # new calls of a message that had failed: not the failed run's ids
+            bills = [bill.model_copy(update={"event_id": ids.rerun_billing_id(bill.event_id, ctx.rerun)})
+                     for bill in bills]
         bills = self.usage.unbilled(ctx, bills, reply)  # not those an earlier run of the message counted
         self.services.metrics.billed(bills)
         origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)

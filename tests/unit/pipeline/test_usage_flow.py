@@ -21,13 +21,16 @@ TODAY = datetime.now(timezone.utc).date()
 DAYS = ((TODAY - timedelta(days=1)).isoformat(), (TODAY + timedelta(days=1)).isoformat())
 
 
-async def run(pipeline, profile, message_id: str, offset: int, *, origin: int = 1, content: str = "hello") -> dict:
-    """The message read at `offset` of the agent's partition (a run after a crash reads the same offset)."""
+async def run(pipeline, profile, message_id: str, offset: int, *, origin: int = 1, content: str = "hello",
+              rerun: bool = False) -> dict:
+    """The message read at `offset` of the agent's partition (a run after a crash reads the same offset);
+    `rerun`: it had failed before, as the dispatcher finds from its outcome row (a replay)."""
     record = MessageRecord(agent_id="a", origin=Origin(topic="in", partition=0, offset=origin, received_at_ms=0),
                            payload=MessageCreated(message_id=message_id, agent_id="a", room_id="r", user_id="u1",
                                                   content=content))
     event = SimpleNamespace(message=SimpleNamespace(partition=0, offset=offset))
     ctx = MessageContext(record, 0, AckSlot(event), profile=profile)
+    ctx.rerun = f"in/0/{origin}" if rerun else None
     ctx.agent_turn = pipeline.services.turns.agents.get("a").take()
     await pipeline.run(ctx)
     sent = pipeline.services.publisher.sent
@@ -111,16 +114,22 @@ async def test_a_message_below_the_floor_counts_though_the_row_forgot_its_offset
     assert table_totals(pipeline.services.stores)[0]["requests"] == 2 and len(billing(publisher)) == 2
 
 
-async def test_a_replay_of_a_failed_message_does_not_bill_its_event_ids_again():
+async def test_a_replay_of_a_failed_message_bills_its_new_calls_under_ids_of_its_own():
     pipeline, _, publisher, tables, profile = world(response_format={"type": "json"})
     first = await run(pipeline, profile, "m1", offset=7, content="not json")  # answer and repair: 2 calls
     assert first["status"] == "error" and len(billing(publisher)) == 2
-    replay = await run(pipeline, profile, "m1", offset=30, origin=99, content="not json")  # a DLQ replay
-    assert replay["status"] == "error" and len(billing(publisher)) == 2
+    # A DLQ replay: the same message at a new input offset makes two new calls.
+    replay = await run(pipeline, profile, "m1", offset=30, origin=99, content="not json", rerun=True)
+    bills = billing(publisher)
+    assert replay["status"] == "error" and len(bills) == 4 and len({b["event_id"] for b in bills}) == 4
     stores = pipeline.services.stores
-    assert table_totals(stores)[0]["requests"] == 2 and table_totals(stores) == report_totals(publisher)
+    assert table_totals(stores)[0]["requests"] == 4 and table_totals(stores) == report_totals(publisher)
     errors = usage.group(stores.usage.agent_entries("a", *DAYS), "agent")[0]["errors"]
     assert errors == 2  # each failed run is a failure
+    # The replay redelivered after a crash (same input offset): the same ids again, counted once.
+    lose(tables, outcomes=["m1"])
+    await run(pipeline, profile, "m1", offset=30, origin=99, content="not json", rerun=True)
+    assert len({b["event_id"] for b in billing(publisher)}) == 4 and table_totals(stores)[0]["requests"] == 4
 
 
 async def test_failures_and_deferrals_count_per_message():
