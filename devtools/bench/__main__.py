@@ -1,7 +1,7 @@
 """`python -m devtools.bench [--only SECTION ...] [--rounds N] [--messages N] [--output docs/benchmarks.md]`
 
 Starts one local broker and measures, side by side and interleaved round by round (median of the
-rounds), in sections that can be run alone (`--only gateway`, `--only conversations`, `--only moderation`;
+rounds), in sections that can be run alone (`--only NAME`, NAME one of those below, may be repeated;
 without `--only` all of them run):
 
 - gateway: the gateway's throughput against a raw aiokafka passthrough, the latency it adds at half its
@@ -13,7 +13,8 @@ without `--only` all of them run):
   size on disk and on the broker;
 - moderation: profiles with every local output check on against profiles with none, and with the default
   checks (throughput, and latency at half the checks-off rate), then the checks' cost per reply in-process
-  on the benchmark's reply and on 1 KB replies.
+  on the benchmark's reply and on 1 KB replies;
+- observability: tracing off, on (all sampled, to a local OTLP receiver), and off with `/metrics` scraped.
 
 Prints the tables and writes them with the machine's description: each section replaces its own part of
 the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.
@@ -29,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench import conversations, measures, moderation
+from devtools.bench import conversations, measures, moderation, observability
 from devtools.bench.report import (SECTIONS, Row, code, machine, merge, render, render_conversations,
-                                   render_moderation)
+                                   render_moderation, render_observability)
 from devtools.kafka_local import KafkaBroker
 
 PROVIDER_LATENCY_S = 0.2
@@ -230,6 +231,8 @@ async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[
         out["conversations"] = render_conversations(rows, detail, host, args)
     if "moderation" in args.only:
         out["moderation"] = render_moderation(await run_moderation(args, broker, tmp), host, args)
+    if "observability" in args.only:
+        out["observability"] = render_observability(await observability.measure(args, broker, tmp), host, args)
     return out
 
 
@@ -267,6 +270,8 @@ def main() -> None:
     parser.add_argument("--moderation-messages", type=int, default=10_000,
                         help="backlog per moderation throughput round (over 1,000 rooms of 100 agents; fewer "
                              "than --messages: three profiles a round)")
+    parser.add_argument("--observability-messages", type=int, default=4_000, help="backlog per round")
+    parser.add_argument("--observability-latency", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     args.only = args.only or list(SECTIONS)
