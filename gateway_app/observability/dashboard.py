@@ -6,8 +6,9 @@ what the page shows, computed from two cluster sums some seconds apart.
 - `merge`: several workers' samples added up. Counters and histograms are sums by nature; the gauges the
   dashboard reads are too (calls in flight, pending messages, breakers per state, lag per partition: a
   partition is assigned to one worker).
-- `History`: the cluster sums of the last minute, so that a rate is taken over a window of about
-  `WINDOW_SECONDS` whoever polls and however often.
+- `History`: each worker's samples of the last minute, so that a rate is taken over a window of about
+  `WINDOW_SECONDS` whoever polls and however often, per worker (a worker missing from one poll or
+  restarted in between does not distort it).
 - `summarize`: the page's figures. Rates and latency percentiles are over the window (a counter that
   went down, a worker that restarted, counts from zero); totals are since the workers started. Latency
   percentiles are read from histogram buckets by linear interpolation inside a bucket, as Prometheus's
@@ -60,14 +61,18 @@ def local_samples(registry: Any) -> list[list[Any]]:
     return out
 
 
+def samples_of(part: Iterable[list[Any]]) -> Samples:
+    """One worker's samples as `local_samples` gives them (JSON), keyed."""
+    out: Samples = {}
+    for name, labels, value in part:
+        key = key_of(name, labels)
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 def merge(parts: Iterable[Iterable[list[Any]]]) -> Samples:
     """Workers' samples (as `local_samples` gives them) added up."""
-    summed: Samples = {}
-    for part in parts:
-        for name, labels, value in part:
-            key = key_of(name, labels)
-            summed[key] = summed.get(key, 0.0) + float(value)
-    return summed
+    return merge_samples(samples_of(part) for part in parts)
 
 
 def delta(now: Samples, before: Samples | None) -> Samples:
@@ -139,29 +144,32 @@ def percentiles(buckets: list[tuple[float, float]]) -> dict[str, float | None]:
 
 @dataclass
 class Window:
-    """Two cluster sums: the newest, and the one about `WINDOW_SECONDS` before it (None: the first)."""
+    """The cluster's sums now, what they grew by over the window (None: the first poll), its length."""
 
     now: Samples
-    before: Samples | None
+    grown: Samples
     seconds: float | None
-
-    @property
-    def grown(self) -> Samples:
-        return delta(self.now, self.before)
 
     def rate(self, value: float) -> float | None:
         return None if not self.seconds else value / self.seconds
 
 
+Parts = Mapping[str, Samples]  # each worker's samples, by its address
+
+
 class History:
-    """The cluster sums this worker computed in the last `KEEP_SECONDS`; `add` returns the window from
-    the newest one at least `WINDOW_SECONDS` old (or the oldest kept) to the one added."""
+    """Each worker's samples of the last `KEEP_SECONDS` polls; `add` returns the window from the newest
+    poll at least `WINDOW_SECONDS` old (or the oldest kept) to the one added.
+
+    Growth is taken per worker and then added up, only over the workers both polls heard from: a worker
+    that did not answer one poll (or restarted in between) would otherwise turn its whole total into the
+    window's growth, or a negative one."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._kept: deque[tuple[float, Samples]] = deque()
+        self._kept: deque[tuple[float, Parts]] = deque()
 
-    def add(self, samples: Samples) -> Window:
+    def add(self, parts: Parts) -> Window:
         now = self.clock()
         while self._kept and now - self._kept[0][0] > KEEP_SECONDS:
             self._kept.popleft()
@@ -169,10 +177,21 @@ class History:
         for at, kept in self._kept:
             if now - at >= WINDOW_SECONDS or before is None:
                 before = (at, kept)
-        self._kept.append((now, samples))
+        self._kept.append((now, dict(parts)))
+        merged = merge_samples(parts.values())
         if before is None:
-            return Window(samples, None, None)
-        return Window(samples, before[1], now - before[0])
+            return Window(merged, {}, None)
+        at, earlier = before
+        grown = merge_samples(delta(samples, earlier[url]) for url, samples in parts.items() if url in earlier)
+        return Window(merged, grown, now - at)
+
+
+def merge_samples(parts: Iterable[Samples]) -> Samples:
+    summed: Samples = {}
+    for part in parts:
+        for key, value in part.items():
+            summed[key] = summed.get(key, 0.0) + value
+    return summed
 
 
 def summarize(window: Window, usage_rows: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -72,9 +72,11 @@ class Pipeline:
         try:
             for stage in self.stages:
                 started, ctx.stage = time.monotonic(), stage.name
-                with tracing.stage(stage.name, Finished):  # `Finished` ends the message on purpose: no error
-                    await stage.run(ctx)
-                ctx.timings[stage.name] = (time.monotonic() - started) * 1000
+                try:
+                    with tracing.stage(stage.name, Finished):  # `Finished` ends the message on purpose: no error
+                        await stage.run(ctx)
+                finally:  # also a stage that ended the message: its time (a wait, say) is accounted for
+                    ctx.timings[stage.name] = (time.monotonic() - started) * 1000
         except Finished:
             pass
         except GatewayError as error:

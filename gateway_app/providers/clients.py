@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Awaitable, Callable, Generic, Hashable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Hashable, Mapping, TypeVar
 
 from pydantic import SecretStr
 
@@ -19,7 +20,21 @@ C = TypeVar("C")
 # Held by whatever may import SDK modules in a thread (loading a provider, building a client: an SDK
 # client's constructor imports parts of its HTTP stack lazily). Two threads importing at once can meet
 # halfway in a shared dependency (httpx, anyio), and one of them then sees a partially initialised module.
-IMPORT_LOCK = threading.Lock()
+IMPORT_LOCK = threading.RLock()  # reentrant: a load run on the SDK thread takes it again
+# The one thread that does that work: a queue of builds waits here, not in the event loop's default pool,
+# which credential lookups and the SSRF check's DNS resolution share (a burst of first calls with
+# distinct keys would otherwise fill it with threads blocked on the lock).
+SDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-load")
+
+
+async def in_sdk_thread(work: Callable[..., C], *args: Any) -> C:
+    """`work(*args)` on the SDK thread, under the import lock."""
+
+    def locked() -> C:
+        with IMPORT_LOCK:
+            return work(*args)
+
+    return await asyncio.get_running_loop().run_in_executor(SDK_THREAD, locked)
 
 
 def first_set(environ: Mapping[str, str], *names: str) -> str | None:
@@ -74,7 +89,7 @@ class ClientCache(Generic[C]):
         if building is None:
             if len(self._clients) + len(self._building) >= self.max_clients:
                 raise ProviderNotConfigured(f"already {self.max_clients} distinct endpoints in use; refusing another")
-            building = self._building[key] = asyncio.ensure_future(asyncio.to_thread(_locked, create))
+            building = self._building[key] = asyncio.ensure_future(in_sdk_thread(create))
             building.add_done_callback(lambda done: self._built(key, done))
         # shield: a caller cancelled while it waits must not cancel the build the others wait for.
         return await asyncio.shield(building)
@@ -93,11 +108,6 @@ class ClientCache(Generic[C]):
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await self._close(client)
-
-
-def _locked(create: Callable[[], C]) -> C:
-    with IMPORT_LOCK:
-        return create()
 
 
 class SDKProvider(Generic[C]):

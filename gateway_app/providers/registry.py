@@ -12,7 +12,7 @@ import logging
 from typing import Iterable
 
 from gateway_app.providers.base import Provider, ProviderNotConfigured
-from gateway_app.providers.clients import IMPORT_LOCK
+from gateway_app.providers.clients import IMPORT_LOCK, in_sdk_thread
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ProviderPool:
             return provider
         loading = self._loading.get(name)
         if loading is None:
-            loading = self._loading[name] = asyncio.ensure_future(asyncio.to_thread(_load, name, self.timeout))
+            loading = self._loading[name] = asyncio.ensure_future(in_sdk_thread(_load, name, self.timeout))
             loading.add_done_callback(lambda done: self._loaded(name, done))
         # shield: a caller cancelled while it waits must not cancel the import the others wait for.
         provider = await asyncio.shield(loading)
@@ -102,7 +102,7 @@ class ProviderPool:
         for name in names:
             try:
                 provider = await self.load(name)
-                await asyncio.to_thread(_import_all, getattr(provider, "warm_modules", ()))
+                await in_sdk_thread(_import_all, getattr(provider, "warm_modules", ()))
             except Exception as exc:  # a provider that cannot load must not stop the worker
                 log.warning("providers.preload_failed provider=%s error=%s", name, str(exc)[:300])
                 failed.append(name)

@@ -62,6 +62,8 @@ def matching(value: bytes | None, code: str, agent: str | None) -> DeadLetter | 
 def verdict(dead: DeadLetter, replies: ReplyIndex, taken: set[str]) -> str:
     if dead.value is None:
         return "no original record"
+    if dead.partition is None or dead.partition < 0:
+        return "no source topic (not an input record: e.g. a profile-service answer)"
     if dead.message_id is not None and replies.answered(dead.message_id):
         return "answered meanwhile"
     if dead.identity in taken:

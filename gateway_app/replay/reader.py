@@ -37,7 +37,11 @@ class TopicReader:
     def __init__(self, settings: Settings) -> None:
         self.servers = bootstrap(settings)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=self.servers)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.servers, group_id=None, enable_auto_commit=False)
+        # "earliest": a seek below the partition's first offset (retention deleted that part since the run
+        # was planned or stopped) goes on from the first record still there; aiokafka's default ("latest")
+        # would jump to the end and skip every record that is still on the broker.
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.servers, group_id=None, enable_auto_commit=False,
+                                         auto_offset_reset="earliest")
 
     async def __aenter__(self) -> "TopicReader":
         await self.admin.start()

@@ -54,7 +54,7 @@ def register(app: faust.App, guarded: type, services: Services, dispatcher: Any,
                 "agents": group(entries, "agent")}
 
     def cluster_figures(parts: list[dict[str, Any]]) -> dict[str, Any]:
-        window = history.add(figures.merge(part.get("samples", ()) for part in parts if part["ok"]))
+        window = history.add({part["url"]: figures.samples_of(part.get("samples", ())) for part in parts if part["ok"]})
         agents = sum_rows([row for part in parts for row in part.get("agents", ())], ("agent_id",))
         covered = {p for part in parts for p in part.get("partitions", ())}
         missing = sorted(set(range(services.settings.topic_partitions)) - covered)

@@ -35,6 +35,7 @@ class Dedupe:
         origin = origin_key(ctx.origin.topic, ctx.origin.partition, ctx.origin.offset)
         decision = redelivery(remembered, origin)
         if decision is Redelivery.RUN:
+            ctx.rerun = origin  # a copy failed meanwhile: this run's billing gets ids of its own
             return
         settle(ctx, self.services.stores)  # no call: the reservation goes back to the window
         if decision is Redelivery.ABSORB:

@@ -59,19 +59,35 @@ def test_quantile_of_nothing_and_past_the_last_bound():
     assert quantile(0.99, [(0.1, 1.0), (float("inf"), 10.0)]) == 0.1  # in +Inf: the last finite bound
 
 
+REPLIES = ("gateway_replies_total", (("code", ""), ("status", "ok")))
+
+
 def test_history_takes_rates_over_about_the_window():
-    clock, history = Clock(), None
+    clock = Clock()
     history = History(clock)
-    first = history.add({("gateway_replies_total", (("code", ""), ("status", "ok"))): 10.0})
-    assert first.before is None and first.seconds is None and first.rate(5) is None
+    first = history.add({"w1": {REPLIES: 10.0}})
+    assert first.grown == {} and first.seconds is None and first.rate(5) is None
     for second in range(1, 13):  # a poll every second, 10 more replies each time
         clock.now += 1
-        window = history.add({("gateway_replies_total", (("code", ""), ("status", "ok"))): 10.0 + 10 * second})
-    assert window.seconds == pytest.approx(10.0)  # the newest sum at least WINDOW_SECONDS old
+        window = history.add({"w1": {REPLIES: 10.0 + 10 * second}})
+    assert window.seconds == pytest.approx(10.0)  # the newest poll at least WINDOW_SECONDS old
     assert window.rate(dashboard.total(window.grown, "gateway_replies_total")) == pytest.approx(10.0)
     clock.now += dashboard.KEEP_SECONDS + 1  # nothing kept that old: the window is from the oldest kept
     late = history.add({})
     assert late.seconds is None or late.seconds <= dashboard.KEEP_SECONDS + 1
+
+
+def test_a_worker_missing_from_a_poll_does_not_make_a_spike():
+    clock = Clock()
+    history = History(clock)
+    history.add({"w1": {REPLIES: 10_000.0}, "w2": {REPLIES: 20_000.0}})
+    clock.now += 10
+    window = history.add({"w1": {REPLIES: 10_030.0}})  # w2 did not answer this poll
+    assert window.rate(dashboard.total(window.grown, "gateway_replies_total")) == pytest.approx(3.0)
+    assert dashboard.total(window.now, "gateway_replies_total") == 10_030  # totals: who answered
+    clock.now += 10
+    window = history.add({"w1": {REPLIES: 10_060.0}, "w2": {REPLIES: 20_030.0}})  # back: grown from its last
+    assert window.rate(dashboard.total(window.grown, "gateway_replies_total")) == pytest.approx(3.0)
 
 
 def test_a_counter_that_went_down_counts_from_zero():
@@ -84,10 +100,11 @@ def test_summary_of_two_workers():
     before = merge([dashboard.local_samples(worker(replies=0).registry)])
     now = merge([dashboard.local_samples(worker(replies=4, latency=0.03, cost=0.25).registry),
                  dashboard.local_samples(worker(replies=6, latency=0.3, cost=0.5).registry)])
+    grown = dashboard.delta(now, before)
     usage = [{"agent_id": "a", "cost_usd": "0.5", "requests": 6, "deferrals": 0},
              {"agent_id": "b", "cost_usd": "0.25", "requests": 4, "deferrals": 3},
              {"agent_id": "c", "cost_usd": "0", "requests": 0, "deferrals": 0}]
-    page = summarize(Window(now, before, 5.0), usage)
+    page = summarize(Window(now, grown, 5.0), usage)
     assert page["requests_per_second"] == pytest.approx(2.0)
     assert page["replies"]["by_status"] == {"ok": 10}
     latency = page["latency"][0]
@@ -108,7 +125,7 @@ def test_breakers_lag_in_flight_from_the_scrape_time_figures():
         ("gateway_consumer_lag", (("partition", "1"), ("topic", "in"))): 7.0,
         ("gateway_provider_calls_in_flight", ()): 3.0,
     }
-    page = summarize(Window(samples, None, None), [])
+    page = summarize(Window(samples, {}, None), [])
     assert page["breakers"] == [{"provider": "openai", "model": "m", "open": 1, "closed": 2}]
     assert page["consumer_lag"] == {"total": 12, "topics": [{"topic": "in", "partitions": 2, "lag": 12,
                                                              "max_partition_lag": 7}]}

@@ -497,3 +497,11 @@ async def test_a_spent_budget_counts_a_rejection_and_a_fallback():
     fallback = profile_of(budget={"usd_per_day": "0.000001", "fallback": {"provider": "openai", "model": "gpt-4.1-nano"}})
     await send(pipeline, fallback, "two")
     assert value(metrics, "gateway_budget_fallbacks_total", provider="openai", model="gpt-4.1-nano") == 1
+
+
+async def test_a_message_refused_after_waiting_for_its_profile_is_no_gateway_overhead():
+    pipeline, metrics = flow(profile_wait_seconds=0.3)
+    replies = await send(pipeline, None, "anyone there?")  # no profile ever comes: agent_unknown after 0.3 s
+    assert replies[-1]["error"]["code"] == "agent_unknown"
+    assert value(metrics, "gateway_message_duration_seconds_sum", status="agent_unavailable") >= 0.3
+    assert value(metrics, "gateway_overhead_seconds_sum") < 0.1  # the wait was admission's, on purpose
