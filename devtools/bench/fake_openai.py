@@ -13,13 +13,10 @@ bench's (whose collector times replies) nor a measured process's.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-import urllib.request
 
-from devtools.kafka_local import free_port
-from devtools.workers import REPO
+from devtools.bench.server_process import ServerProcess
 
 TEXT = "Orders placed today reach Lisbon in two to three working days."
 USAGE = {"prompt_tokens": 24, "completion_tokens": 12, "total_tokens": 36}
@@ -65,34 +62,16 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-class FakeOpenAI:
+class FakeOpenAI(ServerProcess):
     """The server as a subprocess on a free local port."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.proc = subprocess.Popen([sys.executable, "-m", "devtools.bench.fake_openai", str(self.port)],
-                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while self.requests() is None:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.1)
+        super().__init__("devtools.bench.fake_openai", "fake OpenAI server")
+        self.url = self.base + "/v1"
 
     def requests(self) -> int | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/counts", timeout=5) as response:
-                return json.loads(response.read())["requests"]
-        except OSError:
-            return None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        counts = self.get_counts()
+        return None if counts is None else counts["requests"]
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import asyncio
 import gzip
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -39,8 +38,8 @@ from pathlib import Path
 from devtools.bench import load
 from devtools.bench.measures import AGENTS, WARMUP_SECONDS, Gateway, percentile
 from devtools.bench.report import code
-from devtools.kafka_local import KafkaBroker, free_port
-from devtools.workers import REPO
+from devtools.bench.server_process import ServerProcess
+from devtools.kafka_local import KafkaBroker
 
 ROOMS = 1000
 VARIANTS = ("off", "tracing", "scraped")  # the table's columns, in this order
@@ -97,30 +96,15 @@ class _Counts(BaseHTTPRequestHandler):
         pass  # one line per export would be noise
 
 
-class Receiver:
+class Receiver(ServerProcess):
     """The counting receiver as a subprocess on a free local port (its CPU is not the bench process's)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "devtools.bench.observability", str(self.port)],
-                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while self._get() is None:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("the OTLP receiver did not start")
-            time.sleep(0.1)
-
-    def _get(self) -> dict | None:
-        try:
-            with urllib.request.urlopen(self.url + "/counts", timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            return None
+        super().__init__("devtools.bench.observability", "OTLP receiver")
+        self.url = self.base
 
     def counts(self) -> dict:
-        counts = self._get()
+        counts = self.get_counts()
         if counts is None:
             raise RuntimeError("the OTLP receiver does not answer")
         return counts
@@ -129,13 +113,6 @@ class Receiver:
         """Tracing on, every message sampled, exported to this receiver; the SDK's defaults otherwise."""
         return {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": self.url,
                 "OTEL_TRACES_SAMPLER": "always_on"}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 # ---- the scraper ----------------------------------------------------------------------------------
