@@ -72,7 +72,10 @@ class BoundedCache(Generic[V]):
             return self._rows[key]
         except KeyError:
             row = load(key)
-            self.put(key, row)
+            if row is not None:
+                # A miss is never remembered: a read while the table restores (a web view asking during
+                # a rebalance) would otherwise hide the row the restore writes a moment later.
+                self.put(key, row)
             return row
 
     def put(self, key: Hashable, row: V | None) -> None:
@@ -89,7 +92,8 @@ class BoundedCache(Generic[V]):
 
 class ProfileStore:
     """The `agent-profiles` table, typed, with a cache of decoded profiles. Every write goes through
-    `apply`, which keeps the cache true; a rebalance clears it (the next owner may have changed rows)."""
+    `apply`, which keeps the cache true; a rebalance clears it (the next owner may have changed rows),
+    and so does the end of a restore (rows the restore wrote bypass `apply`)."""
 
     def __init__(self, table: Any, cache_size: int) -> None:
         self.table = table
