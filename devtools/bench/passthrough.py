@@ -14,12 +14,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 COMMIT_INTERVAL_SECONDS = 1.0  # as the gateway's default
 
 
-async def run(bootstrap: str, source: str, target: str, group: str) -> None:
+async def relay(bootstrap: str, source: str, group: str, producer: AIOKafkaProducer, handle) -> None:
+    """Consume `source` in `group`, `handle` each record (it produces with `producer`), and commit every
+    COMMIT_INTERVAL_SECONDS once what was read is written: the loop both raw pipelines share."""
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
-    await producer.start()
     loop = asyncio.get_running_loop()
     last_commit = loop.time()
     try:
@@ -27,14 +27,26 @@ async def run(bootstrap: str, source: str, target: str, group: str) -> None:
             batches = await consumer.getmany(timeout_ms=100, max_records=500)
             for records in batches.values():
                 for record in records:
-                    await producer.send(target, record.value, key=record.key)
+                    await handle(record)
             if loop.time() - last_commit >= COMMIT_INTERVAL_SECONDS:
                 await producer.flush()  # everything read so far is written: now it may be committed
                 await consumer.commit()
                 last_commit = loop.time()
     finally:
-        await producer.stop()
         await consumer.stop()
+
+
+async def run(bootstrap: str, source: str, target: str, group: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+
+    async def forward(record) -> None:
+        await producer.send(target, record.value, key=record.key)
+
+    try:
+        await relay(bootstrap, source, group, producer, forward)
+    finally:
+        await producer.stop()
 
 
 if __name__ == "__main__":

@@ -18,35 +18,16 @@ import asyncio
 import json
 import sys
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-COMMIT_INTERVAL_SECONDS = 1.0  # as the gateway's default
+from devtools.bench.passthrough import relay
+
 INTERNAL_BYTES, REPLY_BYTES, BILLING_BYTES, OUTCOME_BYTES = 1250, 670, 524, 1233
 
 
 def _padded(fields: dict, size: int) -> bytes:
     body = json.dumps({**fields, "pad": ""}).encode()
     return json.dumps({**fields, "pad": "x" * max(0, size - len(body))}).encode()
-
-
-async def _stage(bootstrap: str, source: str, group: str, producer: AIOKafkaProducer, handle) -> None:
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    loop = asyncio.get_running_loop()
-    last_commit = loop.time()
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=100, max_records=500)
-            for records in batches.values():
-                for record in records:
-                    await handle(record)
-            if loop.time() - last_commit >= COMMIT_INTERVAL_SECONDS:
-                await producer.flush()  # everything read so far is written: now it may be committed
-                await consumer.commit()
-                last_commit = loop.time()
-    finally:
-        await consumer.stop()
 
 
 async def run(bootstrap: str, source: str, internal: str, replies: str, billing: str, outcomes: str,
@@ -68,8 +49,8 @@ async def run(bootstrap: str, source: str, internal: str, replies: str, billing:
         await producer.send(outcomes, _padded(ids, OUTCOME_BYTES), key=message["messageId"].encode())
 
     try:
-        await asyncio.gather(_stage(bootstrap, source, f"{group}-intake", producer, intake),
-                             _stage(bootstrap, internal, f"{group}-processor", producer, processor))
+        await asyncio.gather(relay(bootstrap, source, f"{group}-intake", producer, intake),
+                             relay(bootstrap, internal, f"{group}-processor", producer, processor))
     finally:
         await producer.stop()
 
