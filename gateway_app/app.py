@@ -131,7 +131,7 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     topics = define_topics(app, settings)
     tables = define_tables(app, settings.topic_partitions, settings.rocksdb_block_cache_mb)
     publisher = Publisher(topics, app.producer, GatewayMetrics())  # the worker's one metrics object (/metrics)
-    providers = ProviderPool(timeout=settings.call_timeout_seconds)
+    providers = ProviderPool(timeout=settings.call_timeout_seconds, http_transport=settings.provider_http_transport)
     services = build_services(settings, tables, publisher, providers, plugins)
     dispatcher = Dispatcher(services)
     intake.register(app, InputForwarder(settings, publisher, is_known, plugins.check_stage), topics)

@@ -16,7 +16,9 @@ without `--only` all of them run):
   on the benchmark's reply and on 1 KB replies;
 - observability: tracing off, on (all sampled, to a local OTLP receiver), and off with `/metrics` scraped;
 - peers: the gateway against the LiteLLM proxy (one fake OpenAI server for both) and against a raw aiokafka
-  pipeline moving the gateway's records; CPU per answer, throughput, latency, two-worker balance.
+  pipeline moving the gateway's records; CPU per answer, throughput, latency, two-worker balance;
+- levers: the gateway with each speed lever off and on (HTTP stack under the SDKs, event loop, producer
+  linger), openai and echo, CPU per answer and throughput.
 
 Prints the tables and writes them with the machine's description: each section replaces its own part of
 the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.
@@ -34,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench import conversations, measures, moderation, observability, peers, peers_report
+from devtools.bench import conversations, levers, measures, moderation, observability, peers, peers_report
 from devtools.bench.report import (SECTIONS, Row, code, machine, merge, render, render_conversations,
                                    render_moderation, render_observability)
 from devtools.kafka_local import KafkaBroker
@@ -239,6 +241,8 @@ async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[
         out["observability"] = render_observability(await observability.measure(args, broker, tmp), host, args)
     if "peers" in args.only:
         out["peers"] = peers_report.render_peers(await peers.measure(args, broker, tmp), host, args)
+    if "levers" in args.only:
+        out["levers"] = levers.render_levers(await levers.measure(args, broker, tmp), host, args)
     return out
 
 
@@ -279,6 +283,7 @@ def main() -> None:
     parser.add_argument("--observability-messages", type=int, default=4_000, help="backlog per round")
     parser.add_argument("--observability-latency", action=argparse.BooleanOptionalAction, default=True)
     peers_report.add_arguments(parser)
+    levers.add_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     args.only = args.only or list(SECTIONS)

@@ -54,9 +54,10 @@ async def _answered(worker: Worker) -> int:
 
 
 async def gateway_run(broker: KafkaBroker, tmp: Path, fake: FakeOpenAI, provider: str, workers: int,
-                      count: int, warm: int) -> Run:
-    """`workers` fresh workers of one deployment drain `warm` messages, then a backlog of `count`."""
-    d = measures.deployment(broker, **(openai_env(fake) if provider == "openai" else {}))
+                      count: int, warm: int, env: dict[str, str] | None = None) -> Run:
+    """`workers` fresh workers of one deployment drain `warm` messages, then a backlog of `count`; `env`:
+    settings for the workers (the levers section's variants)."""
+    d = measures.deployment(broker, **(openai_env(fake) if provider == "openai" else {}), **(env or {}))
     nodes = [Worker(d, tmp, i) for i in range(workers)]
     for node in nodes:  # one data dir and log per worker of this deployment
         node.data_dir, node.log_path = tmp / f"{d.name}-{node.index}", tmp / f"{d.name}-{node.index}.log"

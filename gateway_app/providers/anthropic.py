@@ -24,7 +24,7 @@ from gateway_app.providers.base import (
     ToolCall,
     ToolCallParts,
 )
-from gateway_app.providers.clients import ClientConfig, SDKProvider
+from gateway_app.providers.clients import ClientConfig, SDKProvider, sdk_http_client
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -162,7 +162,8 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
 
     def build_client(self, config: ClientConfig) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(api_key=config.secret(), base_url=config.endpoint, max_retries=0,
-                                        timeout=self.timeout)
+                                        timeout=self.timeout,
+                                        http_client=sdk_http_client(anthropic, self.http_transport, timeout=self.timeout))
 
     async def close_client(self, client: anthropic.AsyncAnthropic) -> None:
         await client.close()

@@ -12,7 +12,7 @@ import openai
 
 from gateway_app.providers import openai_compat
 from gateway_app.providers.base import ChatRequest
-from gateway_app.providers.clients import ClientConfig
+from gateway_app.providers.clients import ClientConfig, sdk_http_client
 
 DEFAULT_API_VERSION = "2024-10-21"  # the current GA data-plane version
 
@@ -34,4 +34,5 @@ class AzureOpenAIProvider(openai_compat.CompatibleProvider):
     def build_client(self, config: ClientConfig) -> openai.AsyncAzureOpenAI:
         # One client per endpoint+key: the SDK puts the deployment (the request's model) into the path.
         return openai.AsyncAzureOpenAI(api_key=config.secret(), azure_endpoint=config.endpoint,
-                                       api_version=config.setting("api_version"), max_retries=0, timeout=self.timeout)
+                                       api_version=config.setting("api_version"), max_retries=0, timeout=self.timeout,
+                                       http_client=sdk_http_client(openai, self.http_transport, timeout=self.timeout))

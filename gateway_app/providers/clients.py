@@ -37,6 +37,16 @@ async def in_sdk_thread(work: Callable[..., C], *args: Any) -> C:
     return await asyncio.get_running_loop().run_in_executor(SDK_THREAD, locked)
 
 
+def sdk_http_client(sdk: Any, transport: str, **options: Any) -> Any:
+    """The HTTP client an openai or anthropic SDK client is built with: the SDK's own aiohttp-backed
+    `DefaultAioHttpClient` or its httpx `DefaultAsyncHttpxClient`, both with the SDK's defaults (pool
+    limits, timeout, redirects) unless `options` say otherwise. Both raise the SDK's httpx exceptions, so
+    the error tables are the same for either."""
+    if transport == "aiohttp":
+        return sdk.DefaultAioHttpClient(**options)
+    return sdk.DefaultAsyncHttpxClient(**options)
+
+
 def first_set(environ: Mapping[str, str], *names: str) -> str | None:
     """The first of these variables that is set; an empty one counts as unset (as the SDKs treat them)."""
     return next((environ[name] for name in names if environ.get(name)), None)
@@ -121,8 +131,9 @@ class SDKProvider(Generic[C]):
     missing_key: str | None = None  # ProviderNotConfigured's message without a key; None: the key is optional
     missing_endpoint = "no endpoint is configured"
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    def __init__(self, timeout: float = 60.0, http_transport: str = "aiohttp") -> None:
         self.timeout = timeout
+        self.http_transport = http_transport  # `aiohttp` or `httpx` (settings.provider_http_transport)
         # Here, once: no environment lookups per call. Nothing missing is an error yet: the worker must
         # start without provider keys, and only the calls that need one fail.
         self.config = self.read_config(os.environ)

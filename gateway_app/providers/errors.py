@@ -10,9 +10,12 @@ has a quirk) and calls `classify(exc, TABLE, streaming=...)`: the rules and thei
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+import aiohttp
 
 from gateway_app.contract.events import ErrorCode
 from gateway_app.providers.base import ProviderError
@@ -57,7 +60,8 @@ def classify(exc: BaseException, table: ErrorTable, *, streaming: bool = False) 
     if streaming and isinstance(exc, table.breaks_stream):
         return stream_interrupted(describe(exc))
     if isinstance(exc, table.timeout):
-        return timed_out()
+        dropped = _dropped_connection(exc)
+        return timed_out() if dropped is None else connection_failed(dropped)
     if isinstance(exc, table.connection) or (not streaming and isinstance(exc, table.connection_unless_streaming)):
         return connection_failed(exc)
     if isinstance(exc, table.validation + SHAPE_ERRORS):
@@ -65,6 +69,18 @@ def classify(exc: BaseException, table: ErrorTable, *, streaming: bool = False) 
     if streaming:  # e.g. an `error` object mid-stream
         return stream_interrupted(describe(exc))
     return unexpected(exc)
+
+
+def _dropped_connection(exc: BaseException) -> BaseException | None:
+    """The connection error behind a "timeout" that was none. The SDKs' aiohttp bridge
+    (`DefaultAioHttpClient`) maps every aiohttp connection error, a reset or a server that closed the
+    connection too, to a connect timeout; the aiohttp error it came from says which it was."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError):
+            return None if isinstance(cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)) else cause
+        cause = cause.__cause__
+    return None
 
 
 def _from_status_error(exc: BaseException, table: ErrorTable) -> ProviderError:

@@ -20,7 +20,7 @@ import openai
 
 from gateway_app.providers import openai_compat, ssrf
 from gateway_app.providers.base import ChatRequest, ProviderNotConfigured
-from gateway_app.providers.clients import ClientConfig
+from gateway_app.providers.clients import ClientConfig, sdk_http_client
 
 PLACEHOLDER_KEY = "not-needed"  # the SDK insists on a key; local servers accept any
 FROM_PROFILE = "profile"  # `ClientConfig` extra `base_url_from`: the endpoint came from a profile
@@ -50,8 +50,8 @@ class LocalProvider(openai_compat.CompatibleProvider):
     usage_required = False  # some local servers do not report usage; their calls are billed 0 tokens
     missing_endpoint = "LOCAL_LLM_BASE_URL is not set"
 
-    def __init__(self, timeout: float = 60.0) -> None:
-        super().__init__(timeout)
+    def __init__(self, timeout: float = 60.0, http_transport: str = "aiohttp") -> None:
+        super().__init__(timeout, http_transport)
         self.allowed_hosts = allowed_hosts()  # policy, not a client setting; read once all the same
 
     def read_config(self, environ: Mapping[str, str]) -> ClientConfig:
@@ -71,11 +71,11 @@ class LocalProvider(openai_compat.CompatibleProvider):
         return ClientConfig.of(base_url, key, base_url_from=FROM_PROFILE)
 
     def build_client(self, config: ClientConfig) -> openai.AsyncOpenAI:
-        http_client = None
+        options: dict[str, object] = {"timeout": self.timeout}
         if config.setting("base_url_from") == FROM_PROFILE:
-            # The SDK's own httpx client follows redirects (openai's `_DefaultAsyncHttpxClient` sets
-            # `follow_redirects=True`): a checked URL could redirect anywhere. This one does not follow
-            # them (a 3xx answer is an error); otherwise it has the SDK's defaults.
-            http_client = openai.DefaultAsyncHttpxClient(follow_redirects=False, timeout=self.timeout)
+            # The SDK's own clients follow redirects (its defaults set `follow_redirects=True`): a checked
+            # URL could redirect anywhere. This one does not follow them (a 3xx answer is an error).
+            options["follow_redirects"] = False
+        http_client = sdk_http_client(openai, self.http_transport, **options)
         return openai.AsyncOpenAI(api_key=config.secret(), base_url=config.endpoint, max_retries=0,
                                   timeout=self.timeout, http_client=http_client)

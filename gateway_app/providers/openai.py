@@ -10,7 +10,7 @@ from typing import Mapping
 import openai
 
 from gateway_app.providers import openai_compat
-from gateway_app.providers.clients import ClientConfig
+from gateway_app.providers.clients import ClientConfig, sdk_http_client
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -25,4 +25,5 @@ class OpenAIProvider(openai_compat.CompatibleProvider):
 
     def build_client(self, config: ClientConfig) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(api_key=config.secret(), base_url=config.endpoint,
-                                  organization=config.setting("organization"), max_retries=0, timeout=self.timeout)
+                                  organization=config.setting("organization"), max_retries=0, timeout=self.timeout,
+                                  http_client=sdk_http_client(openai, self.http_transport, timeout=self.timeout))

@@ -12,7 +12,7 @@ import logging
 from typing import Iterable
 
 from gateway_app.providers.base import Provider, ProviderNotConfigured
-from gateway_app.providers.clients import IMPORT_LOCK, in_sdk_thread
+from gateway_app.providers.clients import IMPORT_LOCK, SDKProvider, in_sdk_thread
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def is_known(name: str) -> bool:
 _IMPORTING = IMPORT_LOCK  # one import (or client build) at a time, see `clients.IMPORT_LOCK`
 
 
-def _load(name: str, timeout: float) -> Provider:
+def _load(name: str, timeout: float, http_transport: str = "aiohttp") -> Provider:
     """Import and construct the provider; any failure is this provider's `ProviderNotConfigured`, so the
     message that needed it gets an error reply (and a plugin's broken import never takes the worker down)."""
     target = PROVIDERS.get(name)
@@ -42,7 +42,10 @@ def _load(name: str, timeout: float) -> Provider:
     module_name, _, class_name = target.partition(":")
     try:
         with _IMPORTING:
-            return getattr(importlib.import_module(module_name), class_name)(timeout=timeout)
+            cls = getattr(importlib.import_module(module_name), class_name)
+            # The transport is ours to choose for the SDK providers; a plugin's provider takes `timeout` only.
+            options = {"http_transport": http_transport} if isinstance(cls, type) and issubclass(cls, SDKProvider) else {}
+            return cls(timeout=timeout, **options)
     except Exception as exc:
         raise ProviderNotConfigured(
             f"provider {name!r} ({target}) failed to load: {type(exc).__name__}: {exc}"[:300]) from exc
@@ -50,7 +53,9 @@ def _load(name: str, timeout: float) -> Provider:
 
 # What an SDK's HTTP stack imports at its first connection (httpx's transport, h11, anyio's asyncio
 # backend; `httpcore2` is the openai SDK's own copy of httpcore, `truststore` its certificate store).
-TRANSPORT_MODULES = ("anyio._backends._asyncio", "anyio.streams.tls", "h11", "httpcore", "httpcore2", "truststore")
+# With the aiohttp transport: the SDKs' vendored httpx-aiohttp bridge (imported at the client's first request).
+TRANSPORT_MODULES = ("anyio._backends._asyncio", "anyio.streams.tls", "h11", "httpcore", "httpcore2", "truststore",
+                     "openai._vendor.httpx_aiohttp.transport", "anthropic._vendor.httpx_aiohttp.transport")
 
 
 def _import_all(modules: Iterable[str]) -> None:
@@ -66,14 +71,15 @@ def _import_all(modules: Iterable[str]) -> None:
 class ProviderPool:
     """Creates each provider once, on first use, so its pooled connections are reused; closes them all."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    def __init__(self, timeout: float = 60.0, http_transport: str = "aiohttp") -> None:
         self.timeout = timeout  # the SDK clients' own timeout; the gateway's per-attempt timeout is the real bound
+        self.http_transport = http_transport
         self._providers: dict[str, Provider] = {}
         self._loading: dict[str, asyncio.Future[Provider]] = {}
 
     def get(self, name: str) -> Provider:
         if name not in self._providers:
-            self._providers[name] = _load(name, self.timeout)
+            self._providers[name] = _load(name, self.timeout, self.http_transport)
         return self._providers[name]
 
     async def load(self, name: str) -> Provider:
@@ -86,7 +92,8 @@ class ProviderPool:
             return provider
         loading = self._loading.get(name)
         if loading is None:
-            loading = self._loading[name] = asyncio.ensure_future(in_sdk_thread(_load, name, self.timeout))
+            loading = self._loading[name] = asyncio.ensure_future(in_sdk_thread(_load, name, self.timeout,
+                                                                                   self.http_transport))
             loading.add_done_callback(lambda done: self._loaded(name, done))
         # shield: a caller cancelled while it waits must not cancel the import the others wait for.
         provider = await asyncio.shield(loading)

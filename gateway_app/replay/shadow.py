@@ -134,7 +134,8 @@ class Shadow:
         self.table = price_table(None)
         self.topics = shadow_topics(job.settings, self.state.run)
         self.cap = SpendCap(job.args.max_cost_usd, Decimal(self.state.totals.get("spent_usd", "0")))
-        self.pool = ProviderPool(timeout=job.settings.call_timeout_seconds)
+        self.pool = ProviderPool(timeout=job.settings.call_timeout_seconds,
+                                 http_transport=job.settings.provider_http_transport)
         self.slots = asyncio.Semaphore(job.args.concurrency)
         self.counts: Counter[str] = Counter()
         self.estimate = Estimate()

@@ -68,9 +68,10 @@ def wire(request, servers, monkeypatch):
     return spec, server
 
 
-@pytest.fixture
-async def pool():
-    providers = ProviderPool(timeout=5)
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def pool(request):
+    """Each SDK under both HTTP stacks it supports (GATEWAY_PROVIDER_HTTP_TRANSPORT); cohere has its own."""
+    providers = ProviderPool(timeout=5, http_transport=request.param)
     yield providers
     await providers.aclose()
 
@@ -187,6 +188,8 @@ async def test_faults_are_classified(wire, pool, fault, code, retriable):
         assert error.retry_after == 1.0 and error.status == 429
     if fault == "429-bare":
         assert error.retry_after is None
+    if fault == "reset":  # not "timed out": the aiohttp bridge reports a reset as a connect timeout
+        assert "connection failed" in str(error), error
 
 
 STREAM_FAULTS = [
