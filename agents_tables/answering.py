@@ -30,6 +30,7 @@ def register(app: faust.App, dispatcher: Dispatcher, topics: GatewayTopics) -> N
         # Tables restored, streams not resumed yet: a profile read during the restore (a web view) may
         # be older than the row the restore wrote.
         dispatcher.stores.profiles.forget_cached()
+        dispatcher.stores.usage.forget_cached()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:

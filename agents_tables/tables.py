@@ -71,7 +71,7 @@ class Stores:
                    CacheStore(tables.response_cache, tables.cache_stats, settings.cache_entries_per_partition),
                    ModerationStore(tables.room_moderation),
                    RoomIndexStore(tables.room_agents, int(settings.room_active_seconds * 1000)),
-                   UsageStore(tables.usage))
+                   UsageStore(tables.usage, settings.usage_cache_rows))
 
     def forget_local_state(self) -> None:
         """A rebalance: caches and per-partition bookkeeping may no longer match the rows we own."""

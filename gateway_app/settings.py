@@ -176,6 +176,8 @@ class Settings(BaseSettings):
     moderation_patterns: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Decoded profiles kept in memory per worker (the table stays the source of truth).
     profile_cache_size: int = Field(10_000, ge=0)
+    # Decoded usage rows kept in memory per worker (two per agent and day in use); 0: decode at each read.
+    usage_cache_rows: int = Field(4096, ge=0)
 
     # Faust/consumer tuning.
     commit_interval_seconds: float = Field(1.0, gt=0)

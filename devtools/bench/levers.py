@@ -21,11 +21,13 @@ from devtools.kafka_local import KafkaBroker
 
 # Every lever off: the gateway before them (the SDKs' default httpx stack, asyncio's loop, no linger).
 BEFORE = {"GATEWAY_PROVIDER_HTTP_TRANSPORT": "httpx", "GATEWAY_EVENT_LOOP": "asyncio",
-          "GATEWAY_PRODUCER_LINGER_MS": "0"}
+          "GATEWAY_PRODUCER_LINGER_MS": "0", "GATEWAY_USAGE_CACHE_ROWS": "0"}
 VARIANTS: dict[str, dict[str, str]] = {
     "before (every lever off)": BEFORE,
     "aiohttp under the SDK": {**BEFORE, "GATEWAY_PROVIDER_HTTP_TRANSPORT": "aiohttp"},
     "uvloop": {**BEFORE, "GATEWAY_EVENT_LOOP": "uvloop"},
+    "decoded usage rows kept": {**BEFORE, "GATEWAY_USAGE_CACHE_ROWS": "4096"},
+    "producer linger 2 ms": {**BEFORE, "GATEWAY_PRODUCER_LINGER_MS": "2"},
     "producer linger 5 ms": {**BEFORE, "GATEWAY_PRODUCER_LINGER_MS": "5"},
     "the defaults (every lever as shipped)": {},
 }
@@ -33,8 +35,8 @@ SYSTEMS = ("openai", "echo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--levers-requests", type=int, default=2_000, help="messages per openai round")
-    parser.add_argument("--levers-messages", type=int, default=4_000, help="messages per echo round")
+    parser.add_argument("--levers-requests", type=int, default=1_500, help="messages per openai round")
+    parser.add_argument("--levers-messages", type=int, default=3_000, help="messages per echo round")
 
 
 async def measure(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[str, object]:
@@ -79,8 +81,8 @@ def render_levers(detail: dict, host: dict[str, str], args: argparse.Namespace) 
         "",
         "One worker, 8 partitions, 100 agents, 1,000 rooms; a backlog drained first to last reply; CPU per answer",
         "from /proc over the measured run. Each row turns one lever on over the first row; the last row is the",
-        "gateway as shipped (`GATEWAY_PROVIDER_HTTP_TRANSPORT`, `GATEWAY_EVENT_LOOP`, `GATEWAY_PRODUCER_LINGER_MS`",
-        "at their defaults).",
+        "gateway as shipped (`GATEWAY_PROVIDER_HTTP_TRANSPORT`, `GATEWAY_EVENT_LOOP`, `GATEWAY_USAGE_CACHE_ROWS`,",
+        "`GATEWAY_PRODUCER_LINGER_MS` at their defaults).",
         "",
         "| variant | openai: answers/s | openai: worker CPU (ms) | openai: broker CPU (ms) "
         "| echo: answers/s | echo: worker CPU (ms) | echo: broker CPU (ms) |",

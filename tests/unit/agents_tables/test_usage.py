@@ -111,6 +111,34 @@ def test_a_row_adds_a_message_once_and_writes_itself_every_time():
     assert store.row("k").total().cost_usd == Decimal("1.0") and store.row("k").seen.offsets == [41, 42]
 
 
+def test_decoded_rows_are_kept_until_a_rebalance_and_a_failed_write_is_not_kept():
+    table = Table()
+    store = UsageStore(table)
+    buckets = {"openai\x1fgpt-4o-mini": Totals(requests=1, cost_usd=Decimal("0.5"))}
+    store.add(0, 41, "k", buckets)
+    table["k"] = usage.encode(usage.UsageRow())  # a restore wrote the row under the cache's feet
+    assert store.row("k").total().requests == 1  # the cached row, until the rebalance ends
+    store.forget_recent()
+    assert store.row("k").total().requests == 0  # read from the table again
+
+    class Failing(Table):
+        def __setitem__(self, key, value) -> None:
+            raise OSError("disk full")
+
+    failing = UsageStore(Failing())
+    with pytest.raises(OSError):
+        failing.add(0, 7, "k", buckets)
+    assert failing.row("k").total().requests == 0  # not the change that never reached the table
+
+
+def test_the_cache_holds_a_bounded_number_of_rows_or_none():
+    store, off = UsageStore(Table(), cached_rows=3), UsageStore(Table(), cached_rows=0)
+    for n in range(10):
+        store.row(f"k{n}")
+        off.row(f"k{n}")
+    assert list(store._rows) == ["k7", "k8", "k9"] and not off._rows
+
+
 def test_the_floor_forgets_finished_messages_and_still_counts_them():
     store = UsageStore(Table())
     floor = {"value": None}

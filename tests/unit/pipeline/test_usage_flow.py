@@ -52,9 +52,10 @@ def report_totals(publisher, group_by: str = "agent") -> list[dict]:
     return recompute(billing(publisher), *DAYS, group_by)["rows"]
 
 
-def lose(tables, **snapshots) -> None:
+def lose(pipeline, tables, **snapshots) -> None:
     """A kill -9 lost these rows: the outcome row of each message id in `outcomes`, and the usage rows
-    given as their state before (None: the row did not exist)."""
+    given as their state before (None: the row did not exist). The worker comes back with nothing in memory."""
+    pipeline.services.stores.forget_local_state()
     for message_id in snapshots.pop("outcomes", ()):
         tables.outcomes.pop(message_id, None)
     for key, before in snapshots.pop("usage", {}).items():
@@ -67,7 +68,7 @@ def lose(tables, **snapshots) -> None:
 async def test_usage_rows_durable_outcome_lost_the_run_again_counts_nothing_and_bills_nothing():
     pipeline, provider, publisher, tables, profile = world()
     await run(pipeline, profile, "m1", offset=7)
-    lose(tables, outcomes=["m1"])
+    lose(pipeline, tables, outcomes=["m1"])
     reply = await run(pipeline, profile, "m1", offset=7)  # redelivered after the crash: runs again
     assert reply["status"] == "ok" and len(provider.requests) == 2
     assert len(billing(publisher)) == 1  # the first run's copy is the one counted: no second copy
@@ -80,7 +81,7 @@ async def test_one_usage_row_durable_the_other_lost_the_run_again_completes_it()
     before = dict(tables.usage)
     await run(pipeline, profile, "m1", offset=7)
     user_rows = [key for key in tables.usage if key.startswith("u")]
-    lose(tables, outcomes=["m1"], usage={key: before.get(key) for key in user_rows})  # the day row survived
+    lose(pipeline, tables, outcomes=["m1"], usage={key: before.get(key) for key in user_rows})  # the day row survived
     await run(pipeline, profile, "m1", offset=7)
     stores = pipeline.services.stores
     assert len(billing(publisher)) == 1
@@ -92,7 +93,7 @@ async def test_only_the_billing_record_durable_the_run_again_counts_its_own_copy
     pipeline, _, publisher, tables, profile = world()
     before = dict(tables.usage)
     await run(pipeline, profile, "m1", offset=7)
-    lose(tables, outcomes=["m1"], usage={key: before.get(key) for key in list(tables.usage)})
+    lose(pipeline, tables, outcomes=["m1"], usage={key: before.get(key) for key in list(tables.usage)})
     await run(pipeline, profile, "m1", offset=7)
     copies = billing(publisher)
     assert len(copies) == 2 and len({c["event_id"] for c in copies}) == 1  # two copies of one event
@@ -109,7 +110,7 @@ async def test_a_message_below_the_floor_counts_though_the_row_forgot_its_offset
     await run(pipeline, profile, "m2", offset=9)
     day_row = next(key for key in tables.usage if key.startswith("d"))
     assert usage.decode(tables.usage[day_row]).seen.offsets == [9]
-    lose(tables, outcomes=["m1"])  # the rows with floor 9 survived, m1's outcome row did not
+    lose(pipeline, tables, outcomes=["m1"])  # the rows with floor 9 survived, m1's outcome row did not
     await run(pipeline, profile, "m1", offset=7)
     assert table_totals(pipeline.services.stores)[0]["requests"] == 2 and len(billing(publisher)) == 2
 
@@ -127,7 +128,7 @@ async def test_a_replay_of_a_failed_message_bills_its_new_calls_under_ids_of_its
     errors = usage.group(stores.usage.agent_entries("a", *DAYS), "agent")[0]["errors"]
     assert errors == 2  # each failed run is a failure
     # The replay redelivered after a crash (same input offset): the same ids again, counted once.
-    lose(tables, outcomes=["m1"])
+    lose(pipeline, tables, outcomes=["m1"])
     await run(pipeline, profile, "m1", offset=30, origin=99, content="not json", rerun=True)
     assert len({b["event_id"] for b in billing(publisher)}) == 4 and table_totals(stores)[0]["requests"] == 4
 
@@ -163,7 +164,7 @@ async def test_outcome_row_durable_usage_rows_lost_the_absorbed_redelivery_resto
     before = dict(tables.usage)
     await deliver(7)
     assert len(billing(publisher)) == 1 and tables.outcomes["m1"].startswith(b"#in/0/1@7 ")
-    lose(tables, usage={key: before.get(key) for key in list(tables.usage)})  # the outcome row survived
+    lose(pipeline, tables, usage={key: before.get(key) for key in list(tables.usage)})  # the outcome row survived
     event = await deliver(7)  # redelivered after the crash: absorbed by the outcome row
     assert event.acked == 1 and len(provider.requests) == 1 and len(billing(publisher)) == 1
     assert flow.counters["absorbed"] == 1
