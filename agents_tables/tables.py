@@ -34,6 +34,7 @@ CACHE_STATS = "response-cache-stats"
 ROOM_MODERATION = "room-moderation"
 ROOM_AGENTS = "room-agents"
 USAGE = "agent-usage"
+PROVIDER_CAPACITY = "provider-capacity"
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class GatewayTables:
     room_moderation: faust.Table  # agent id + room id -> active signals, recent replies (agents_tables.moderation)
     room_agents: faust.Table    # room id -> agents seen lately (on gateway-room-events' partitions)
     usage: faust.Table          # agent x day, agent x user x day -> usage totals (agents_tables.usage)
+    provider_capacity: faust.Table  # provider endpoint -> its window's grants and pause (agents_tables.capacity)
 
 
 @dataclass(frozen=True)
@@ -102,4 +104,6 @@ def define_tables(app: faust.App, partitions: int, block_cache_mb: int) -> Gatew
         room_moderation=table(ROOM_MODERATION, "Active moderation signals by agent id + room id.", value_type=bytes),
         room_agents=table(ROOM_AGENTS, "Agents seen lately by room id.", value_type=bytes),
         usage=table(USAGE, "Usage totals by agent x day and agent x user x day.", value_type=bytes),
+        provider_capacity=table(PROVIDER_CAPACITY, "Capacity granted in the current window, and the 429 pause, "
+                                "by provider endpoint.", value_type=bytes),
     )

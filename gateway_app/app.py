@@ -11,7 +11,7 @@ from typing import Awaitable, Callable
 import faust
 import mode
 
-from agents_tables import answering, intake, rooms, sweep
+from agents_tables import answering, capacity, intake, rooms, sweep
 from agents_tables.tables import GatewayTables, Stores, define_tables
 from gateway_app.credentials.resolver import CredentialResolver
 from gateway_app.forwarding import InputForwarder
@@ -30,6 +30,7 @@ from gateway_app.pricing.prices import current_table
 from gateway_app.providers.registry import ProviderPool, is_known
 from gateway_app.publisher import Publisher
 from gateway_app.resilience.endpoints import Endpoints
+from gateway_app.resilience.leases import LeaseClient
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics, declare_outputs, define_topics
 from gateway_app.web import views
@@ -111,11 +112,19 @@ async def graceful_stop(app: faust.App, dispatcher: Dispatcher, grace_seconds: f
              bool(committed), time.monotonic() - started)
 
 
+def lease_client(settings: Settings, publisher: Publisher) -> LeaseClient | None:
+    if settings.provider_limits_scope != "cluster":
+        return None
+    return LeaseClient(publisher.to_capacity_owner, settings.provider_cap_window_seconds,
+                       settings.provider_lease_share, settings.provider_lease_timeout_seconds)
+
+
 def build_services(settings: Settings, tables: GatewayTables, publisher: Publisher, providers: ProviderPool,
                    plugins: Plugins) -> Services:
-    endpoints = Endpoints(settings.breaker_policy(), settings.provider_caps())
+    endpoints = Endpoints(settings.breaker_policy(), settings.provider_caps(),
+                          window_seconds=settings.provider_cap_window_seconds)
     caller = Caller(settings, providers, endpoints, asyncio.Semaphore(settings.max_in_flight),
-                    metrics=publisher.metrics)
+                    metrics=publisher.metrics, leases=lease_client(settings, publisher))
     stores = Stores.over(tables, settings)
     counters, credentials = dict.fromkeys(COUNTERS, 0), CredentialResolver.from_settings(settings)
     profiles_over_http = profile_service.from_settings(settings, publisher, counters, credentials, is_known,
@@ -138,6 +147,9 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     answering.register(app, dispatcher, topics)
     rooms.register(app, services.stores, publisher, topics)
     sweep.register(app, services.stores, publisher, settings.sweep_interval_seconds)
+    capacity.register(app, tables.provider_capacity, publisher, topics)  # every worker may own an endpoint
+    if services.caller.leases is not None:
+        capacity.register_listener(app, settings, topics, services.caller.leases)
     views.register(app, settings, topics, services, dispatcher)
     app.before_stop = lambda: graceful_stop(app, dispatcher, settings.shutdown_grace_seconds)
 

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import logging
@@ -161,7 +160,6 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    use_event_loop(settings.event_loop)  # before anything creates the loop (faust's app does, below)
     gateway = create_gateway(settings)
     quiet_per_request_logs()
     # Everything imported so far lives as long as the process: out of the collector's sight, a full
@@ -170,15 +168,6 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     sys.argv = [sys.argv[0], *args]
     gateway.app.main()
-
-
-def use_event_loop(kind: str) -> None:
-    """`uvloop`: libuv's loop under asyncio (what faust's own `--loop uvloop` sets), measurably less CPU
-    per message (`make bench --only levers`); `asyncio`: the standard library's."""
-    if kind == "uvloop":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def quiet_per_request_logs() -> None:

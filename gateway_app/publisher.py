@@ -42,7 +42,8 @@ class Publisher:
         self.names = {name: getattr(topics, name).get_topic_name()
                       for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq",
                                                                 "conversation_cleared", "moderation_events",
-                                                                "room_events")}
+                                                                "room_events", "provider_capacity",
+                                                                "provider_grants")}
 
     async def _send(self, topic: str, key: bytes, value: bytes, headers: Headers = None, *,
                     span: bool = True) -> Awaitable:
@@ -91,6 +92,14 @@ class Publisher:
         )
         self.metrics.dlq(record.error_code)
         return await self._send("dlq", (record.agent_id or record.source_topic).encode(), encode(record), headers)
+
+    async def to_capacity_owner(self, endpoint: str, value: bytes) -> Awaitable:
+        """A lease ask or a 429 pause, onto `gateway-provider-capacity` keyed by the endpoint (its owner)."""
+        return await self._send("provider_capacity", endpoint.encode(), value)
+
+    async def to_every_worker(self, endpoint: str, value: bytes) -> Awaitable:
+        """A grant or a pause announcement, onto `gateway-provider-grants` (every worker reads it whole)."""
+        return await self._send("provider_grants", endpoint.encode(), value)
 
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged (or failed)."""

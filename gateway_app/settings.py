@@ -43,6 +43,10 @@ class TopicNames(BaseSettings):
     agent_events: str = "gateway-agent-events"
     # Internal: room activity and agent-less signals keyed by room id, where the room -> agents index lives.
     room_events: str = "gateway-room-events"
+    # Internal: lease asks and 429 pauses keyed by provider endpoint, to the endpoint's owner.
+    provider_capacity: str = "gateway-provider-capacity"
+    # Internal, one partition read whole by every worker: the owners' grants and pause announcements.
+    provider_grants: str = "gateway-provider-grants"
 
 
 class Settings(BaseSettings):
@@ -101,6 +105,15 @@ class Settings(BaseSettings):
     provider_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
     # How long a 429 without Retry-After pauses its endpoint.
     rate_limit_pause_seconds: float = Field(1.0, ge=0)
+    # `cluster`: the caps and 429 pauses hold across all workers (each endpoint's owner grants leases,
+    # gateway_app.resilience.capacity); `worker`: each worker enforces the caps alone, as if it were the only one.
+    provider_limits_scope: Literal["cluster", "worker"] = "cluster"
+    # The caps' tumbling window, aligned to the wall clock: rpm/tpm are counted per this many seconds.
+    provider_cap_window_seconds: float = Field(60.0, gt=0)
+    # One lease: this share of a window's cap (at least one request); more asks, less capacity left unused.
+    provider_lease_share: float = Field(0.1, gt=0, le=1)
+    # An ask the owner has not answered in this long is asked again (its owner may be moving).
+    provider_lease_timeout_seconds: float = Field(2.0, gt=0)
 
     @field_validator("moderation_patterns", mode="before")
     @classmethod
@@ -181,8 +194,6 @@ class Settings(BaseSettings):
 
     # Faust/consumer tuning.
     commit_interval_seconds: float = Field(1.0, gt=0)
-    # The worker's event loop: `uvloop` (libuv) or the standard library's `asyncio`.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # How long the producer waits to batch records into one request: fewer, larger requests cost the
     # broker and the worker far less CPU; each output waits at most this long.
     producer_linger_ms: float = Field(0.0, ge=0)

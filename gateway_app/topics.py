@@ -8,6 +8,7 @@ import faust
 
 from gateway_app.settings import Settings
 
+GRANTS_RETENTION_SECONDS = 3600.0  # a grant is useless after its window; an hour keeps the topic small
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -27,6 +28,8 @@ class GatewayTopics:
     dlq: faust.TopicT
     moderation_events: faust.TopicT
     room_events: faust.TopicT
+    provider_capacity: faust.TopicT
+    provider_grants: faust.TopicT
 
 
 def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
@@ -55,10 +58,15 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
         dlq=owned(names.dlq),
         moderation_events=owned(names.moderation_events),
         room_events=owned(names.room_events),
+        provider_capacity=owned(names.provider_capacity),
+        # One partition: every worker reads all of it (grants name their worker; pauses are for everyone).
+        provider_grants=app.topic(names.provider_grants, partitions=1, replicas=settings.topic_replication,
+                                  internal=True, retention=GRANTS_RETENTION_SECONDS, **RAW),
     )
 
 
 async def declare_outputs(topics: GatewayTopics) -> None:
     """Create the output topics at start-up (agents declare their own sources)."""
-    for topic in (topics.replies, topics.reply_chunks, topics.billing, topics.dlq, topics.moderation_events):
+    for topic in (topics.replies, topics.reply_chunks, topics.billing, topics.dlq, topics.moderation_events,
+                  topics.provider_grants):
         await topic.maybe_declare()

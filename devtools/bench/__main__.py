@@ -17,8 +17,8 @@ without `--only` all of them run):
 - observability: tracing off, on (all sampled, to a local OTLP receiver), and off with `/metrics` scraped;
 - peers: the gateway against the LiteLLM proxy (one fake OpenAI server for both) and against a raw aiokafka
   pipeline moving the gateway's records; CPU per answer, throughput, latency, two-worker balance;
-- levers: the gateway with each speed lever off and on (HTTP stack under the SDKs, event loop, decoded
-  usage rows kept, producer linger), openai and echo, CPU per answer and throughput.
+- levers: the gateway with each speed lever off and on (HTTP stack under the SDKs, decoded usage rows
+  kept, producer linger), openai and echo, CPU per answer and throughput.
 
 Prints the tables and writes them with the machine's description: each section replaces its own part of
 the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.

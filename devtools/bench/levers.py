@@ -19,13 +19,12 @@ from devtools.bench.measures import median
 from devtools.bench.report import _number, code
 from devtools.kafka_local import KafkaBroker
 
-# Every lever off: the gateway before them (the SDKs' default httpx stack, asyncio's loop, no linger).
-BEFORE = {"GATEWAY_PROVIDER_HTTP_TRANSPORT": "httpx", "GATEWAY_EVENT_LOOP": "asyncio",
-          "GATEWAY_PRODUCER_LINGER_MS": "0", "GATEWAY_USAGE_CACHE_ROWS": "0"}
+# Every lever off: the gateway before them (the SDKs' default httpx stack, no linger, no usage rows kept).
+BEFORE = {"GATEWAY_PROVIDER_HTTP_TRANSPORT": "httpx", "GATEWAY_PRODUCER_LINGER_MS": "0",
+          "GATEWAY_USAGE_CACHE_ROWS": "0"}
 VARIANTS: dict[str, dict[str, str]] = {
     "before (every lever off)": BEFORE,
     "aiohttp under the SDK": {**BEFORE, "GATEWAY_PROVIDER_HTTP_TRANSPORT": "aiohttp"},
-    "uvloop": {**BEFORE, "GATEWAY_EVENT_LOOP": "uvloop"},
     "decoded usage rows kept": {**BEFORE, "GATEWAY_USAGE_CACHE_ROWS": "4096"},
     "producer linger 2 ms": {**BEFORE, "GATEWAY_PRODUCER_LINGER_MS": "2"},
     "producer linger 5 ms": {**BEFORE, "GATEWAY_PRODUCER_LINGER_MS": "5"},
@@ -82,7 +81,7 @@ def render_levers(detail: dict, host: dict[str, str], args: argparse.Namespace) 
         "",
         "One worker, 8 partitions, 100 agents, 1,000 rooms; a backlog drained first to last reply; CPU per answer",
         "from /proc over the measured run. Each row turns one lever on over the first row; the last row is the",
-        "gateway as shipped (`GATEWAY_PROVIDER_HTTP_TRANSPORT`, `GATEWAY_EVENT_LOOP`, `GATEWAY_USAGE_CACHE_ROWS`,",
+        "gateway as shipped (`GATEWAY_PROVIDER_HTTP_TRANSPORT`, `GATEWAY_USAGE_CACHE_ROWS`,",
         "`GATEWAY_PRODUCER_LINGER_MS` at their defaults).",
         "",
         "| variant | openai: answers/s | openai: worker CPU (ms) | openai: broker CPU (ms) "

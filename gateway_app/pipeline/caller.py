@@ -21,7 +21,8 @@ from gateway_app.providers import errors
 from gateway_app.providers.base import ChatRequest, ChatResult, Provider, ProviderError, TextDelta
 from gateway_app.providers.registry import ProviderPool
 from gateway_app.resilience.breaker import Permit
-from gateway_app.resilience.endpoints import Endpoint, Endpoints
+from gateway_app.resilience.endpoints import MAX_PAUSE_SECONDS, Caps, Endpoint, Endpoints
+from gateway_app.resilience.leases import LeaseClient
 from gateway_app.resilience.retry import RetryPolicy
 from gateway_app.settings import Settings
 
@@ -108,8 +109,10 @@ class Caller:
                  in_flight: asyncio.Semaphore, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, leases: LeaseClient | None = None) -> None:
         self.settings = settings
+        # Cluster-wide caps and 429 pauses (GATEWAY_PROVIDER_LIMITS_SCOPE=cluster); None: this worker's own.
+        self.leases = leases
         self.metrics = metrics if metrics is not None else GatewayMetrics()
         self.clock, self.sleep = clock, sleep  # injectable: tests run the schedule on a fake clock
         self.providers = providers
@@ -166,7 +169,8 @@ class Caller:
             return None
         tries = 0
         while True:
-            if not await self._wait_for_endpoint(endpoint, estimate, target, progress):
+            waited, lease_window = await self._wait_for_endpoint(endpoint, estimate, target, progress)
+            if not waited:
                 return None
             if self._remaining(progress) < MIN_ATTEMPT_SECONDS:
                 error = errors.timed_out(f"message deadline of {self.retry.deadline}s reached")
@@ -182,7 +186,8 @@ class Caller:
             progress.attempts += 1
             with tracing.chat(target.provider, request, progress.attempts, target.fallback_index,
                               streamed=on_chunk is not None) as span:  # `chat {model}`, current during the call
-                outcome = await self._attempt(provider, endpoint, permit, request, estimate, on_chunk, progress)
+                outcome = await self._attempt(provider, endpoint, permit, request, estimate, on_chunk, progress,
+                                              lease_window)
                 span.result(outcome)
             if isinstance(outcome, ChatResult):
                 self._note(progress, target, "ok", None, progress.attempts)
@@ -196,6 +201,8 @@ class Caller:
             if outcome.status == 429:
                 pause = outcome.retry_after if outcome.retry_after is not None else self.settings.rate_limit_pause_seconds
                 endpoint.pause(pause, self.clock())  # the full Retry-After, even past what we wait for
+                if self.leases is not None:
+                    await self.leases.pause(endpoint.key, min(pause, MAX_PAUSE_SECONDS))  # and every worker
                 self.metrics.pause(target.provider, target.model)
             delay = self.retry.next_delay(tries, self._elapsed(progress), outcome.retry_after, self.rng) \
                 if outcome.retriable else None
@@ -207,25 +214,37 @@ class Caller:
             await self.sleep(delay)
 
     async def _wait_for_endpoint(self, endpoint: Endpoint, estimate: int, target: Target,
-                                 progress: CallLog) -> bool:
-        """Wait out the endpoint's 429 pause or full caps; False if that would pass the message deadline."""
+                                 progress: CallLog) -> tuple[bool, int | None]:
+        """Wait out the endpoint's 429 pause or full caps: (False, None) if that would pass the message
+        deadline; else True, and the window of the cluster-wide lease the call was counted in (if any)."""
         while True:
-            delay = endpoint.wait_time(estimate, self.clock())
+            delay, lease_window = await self._capacity_wait(endpoint, estimate)
             if delay <= 0:
-                return True
+                return True, lease_window
             if self._elapsed(progress) + delay >= self.retry.deadline:
                 error = ProviderError(ErrorCode.PROVIDER_RATE_LIMITED,
                                       f"{endpoint.key} is paused or at its caps for {delay:.1f}s more",
                                       retriable=False)
                 self._note(progress, target, error.code, error, None)
-                return False
+                return False, None
             await self.sleep(delay)
+
+    async def _capacity_wait(self, endpoint: Endpoint, estimate: int) -> tuple[float, int | None]:
+        """Seconds until a call may go (0: now, counted against the caps); with cluster caps, the window of
+        the lease it was counted in."""
+        if self.leases is None:
+            return endpoint.wait_time(estimate, self.clock()), None
+        own_pause = endpoint.paused_until - self.clock()  # a 429 seen here, before the owner announced it
+        if own_pause > 0:
+            return own_pause, None
+        return await self.leases.reserve(endpoint.key, endpoint.caps or Caps(), estimate)
 
     def _remaining(self, progress: CallLog) -> float:
         return self.retry.deadline - self._elapsed(progress)
 
     async def _attempt(self, provider: Provider, endpoint: Endpoint, permit: Permit, request: ChatRequest,
-                       estimate: int, on_chunk: ChunkSink | None, progress: CallLog) -> ChatResult | ProviderError:
+                       estimate: int, on_chunk: ChunkSink | None, progress: CallLog,
+                       lease_window: int | None = None) -> ChatResult | ProviderError:
         health: bool | None = None  # None (also on cancellation) frees a half-open probe
         try:
             try:
@@ -235,7 +254,8 @@ class Caller:
                 return errors.timed_out("no in-flight slot free before the message deadline")
             try:
                 started = self.clock()
-                outcome, health = await self._call_once(provider, endpoint, request, estimate, on_chunk, progress)
+                outcome, health = await self._call_once(provider, endpoint, request, estimate, on_chunk, progress,
+                                                        lease_window)
                 seconds = self.clock() - started
                 progress.provider_seconds += seconds
                 self.metrics.provider_call(endpoint.provider, endpoint.model, seconds, outcome)
@@ -246,11 +266,12 @@ class Caller:
             endpoint.record(permit, health, self.clock())
 
     async def _call_once(self, provider: Provider, endpoint: Endpoint, request: ChatRequest, estimate: int,
-                         on_chunk: ChunkSink | None, progress: CallLog
+                         on_chunk: ChunkSink | None, progress: CallLog, lease_window: int | None = None
                          ) -> tuple[ChatResult | ProviderError, bool | None]:
         """One call in its slot: its result or error, and what that says about the endpoint's health."""
         timeout = min(self.settings.call_timeout_seconds, self._remaining(progress))
-        window = endpoint.take(estimate)
+        # Counted against this worker's window, or already against the cluster's lease (`_capacity_wait`).
+        window = endpoint.take(estimate) if self.leases is None else endpoint.count_call()
         on_chunk = self.metrics.first_chunk_timer(on_chunk, endpoint.provider, endpoint.model, self.clock)
         try:
             # asyncio.timeout, not wait_for: the SDK's stream must stay in this one task.
@@ -268,7 +289,11 @@ class Caller:
         except Exception as exc:  # an adapter bug must not lose the message nor blame the endpoint
             log.exception("provider.unexpected_error endpoint=%s", endpoint.key)
             return errors.unexpected(exc), None
-        endpoint.settle(window, estimate, result.usage.input_tokens + result.usage.output_tokens)
+        used = result.usage.input_tokens + result.usage.output_tokens
+        if self.leases is None:
+            endpoint.settle(window, estimate, used)
+        elif lease_window is not None:
+            self.leases.settle(endpoint.key, lease_window, estimate, used)
         return result, True
 
     async def _stream(self, provider: Provider, request: ChatRequest, on_chunk: ChunkSink,

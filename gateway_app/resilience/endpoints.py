@@ -1,8 +1,8 @@
 """Per provider endpoint (provider + model + base URL, i.e. an Azure deployment): its circuit breaker,
 its 429 pause and its own RPM/TPM caps. Pure bookkeeping on a monotonic clock passed in; the flow sleeps.
 
-Caps and pauses are this worker's: with N workers, each enforces the caps it is given (set them to the
-provider's limit divided by N). Per-agent limits, by contrast, are exact cluster-wide (one owner per agent).
+Caps and pauses here are this worker's own. With `GATEWAY_PROVIDER_LIMITS_SCOPE=cluster` (the default) the
+caps and pauses hold across the cluster instead (`leases`, `capacity`): the breaker stays per worker.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from gateway_app.resilience.breaker import BreakerPolicy, CircuitBreaker, Permit, State
 
 log = logging.getLogger(__name__)
-CAP_WINDOW_SECONDS = 60.0  # provider limits are per minute
+CAP_WINDOW_SECONDS = 60.0  # provider limits are per minute (GATEWAY_PROVIDER_CAP_WINDOW_SECONDS)
 MAX_PAUSE_SECONDS = 300.0  # a longer Retry-After is still honoured for this long
 
 
@@ -55,6 +55,7 @@ class Endpoint:
     tokens: int = 0
     calls: int = 0
     failures: int = 0
+    window_seconds: float = CAP_WINDOW_SECONDS
 
     def wait_time(self, tokens: int, now: float) -> float:
         """Seconds until a call of about `tokens` tokens may go out: 0 now; a 429 pause or a full cap waits."""
@@ -62,9 +63,9 @@ class Endpoint:
             return self.paused_until - now
         if self.caps is None:
             return 0.0
-        if now - self.window_start >= CAP_WINDOW_SECONDS:
+        if now - self.window_start >= self.window_seconds:
             self.window_start, self.requests, self.tokens = now, 0, 0
-        window_left = self.window_start + CAP_WINDOW_SECONDS - now
+        window_left = self.window_start + self.window_seconds - now
         if self.caps.rpm is not None and self.requests >= self.caps.rpm:
             return window_left
         # A single request above the whole cap still goes, alone in its window (or it would never go).
@@ -76,6 +77,11 @@ class Endpoint:
         """Count a call of about `tokens` tokens; returns its window (for `settle`)."""
         self.requests += 1
         self.tokens += tokens
+        self.calls += 1
+        return self.window_start
+
+    def count_call(self) -> float:
+        """Count a call that the cluster's lease counted against the caps already."""
         self.calls += 1
         return self.window_start
 
@@ -129,13 +135,15 @@ class Endpoints:
     policy: BreakerPolicy = field(default_factory=BreakerPolicy)
     caps: dict[str, Caps] = field(default_factory=dict)
     by_key: dict[str, Endpoint] = field(default_factory=dict)
+    window_seconds: float = CAP_WINDOW_SECONDS
 
     def get(self, provider: str, model: str, url: str) -> Endpoint:
         key = endpoint_key(provider, model, url)
         endpoint = self.by_key.get(key)
         if endpoint is None:
             caps = self.caps.get(f"{provider}:{model}") or self.caps.get(provider)
-            endpoint = self.by_key[key] = Endpoint(key, provider, model, CircuitBreaker(self.policy), caps)
+            endpoint = self.by_key[key] = Endpoint(key, provider, model, CircuitBreaker(self.policy), caps,
+                                                   window_seconds=self.window_seconds)
         return endpoint
 
     def snapshot(self, now: float) -> list[dict[str, Any]]:

@@ -24,10 +24,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-from faust.transport.drivers.aiokafka import server_list
-from faust.utils.urls import urllist
 from faust.web import Response, View
 
+from gateway_app.kafka.transport import bootstrap_servers
 from gateway_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,11 +70,6 @@ class Position:
 def room_partition(room_id: str, partitions: int) -> int:
     """The partition the producer picks for the room's key (aiokafka's default partitioner: murmur2)."""
     return (murmur2(room_id.encode()) & 0x7FFFFFFF) % partitions
-
-
-def bootstrap_servers(broker_url: str) -> list[str]:
-    """`kafka://h1:9092;h2:9092` as aiokafka's host:port list, converted as the worker's own clients are."""
-    return server_list(urllist(broker_url, default_scheme="kafka"), 9092)
 
 
 def sse_event(kind: str, token: str, data: str) -> bytes:

@@ -120,10 +120,13 @@ def register(app: faust.App, settings: Settings, topics: GatewayTopics, services
 
     @app.page("/providers")
     class ProvidersView(Guarded):
-        """This worker's provider endpoints: circuit breaker, 429 pause, caps. Each worker has its own."""
+        """This worker's provider endpoints: circuit breaker, 429 pause, caps. Each worker has its own; with
+        cluster-wide caps, also this worker's leases and the pauses announced to it (`leases`)."""
 
         async def get(self, request: Request) -> Response:
-            return self.json({"endpoints": services.caller.endpoints.snapshot(time.monotonic())})
+            leases = services.caller.leases
+            return self.json({"endpoints": services.caller.endpoints.snapshot(time.monotonic()),
+                              "leases": None if leases is None else leases.snapshot()})
 
     @app.page("/metrics")
     class MetricsView(Guarded):

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -162,11 +163,13 @@ class FakeServer:
     def __init__(self, name: str) -> None:
         self.name = name
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # wall-clock time of each request, as a provider counting a cap sees it
         self.seen: Counter[str] = Counter()
         self.app = web.Application()
 
     def fault_for(self, body: dict[str, Any], last_user: str) -> Fault | None:
         self.requests.append(body)
+        self.arrivals.append(time.time())
         self.seen[last_user] += 1
         return parse_fault(last_user, self.seen[last_user], self.name)
 
@@ -174,6 +177,10 @@ class FakeServer:
         """What the fake model says: the scripted `REPLY:`, else the prefix and the last message."""
         scripted = scripted_reply(user_texts)
         return scripted if scripted is not None else f"{prefix} {last}"
+
+    def per_window(self, seconds: float) -> dict[int, int]:
+        """Requests per tumbling wall-clock window of `seconds` (numbered as the gateway numbers them)."""
+        return dict(sorted(Counter(int(t // seconds) for t in self.arrivals).items()))
 
     def count(self, prefix: str) -> int:
         """Requests whose last message started with `prefix`."""

@@ -49,7 +49,7 @@ UPSTREAM_SPAN = "b7ad6b7169203331"
 UPSTREAM = f"00-{UPSTREAM_TRACE}-{UPSTREAM_SPAN}-01".encode()
 CONTENT = "hello there, a secret plan"
 OUTPUTS = ("agent_events", "replies", "reply_chunks", "billing", "dlq", "conversation_cleared",
-           "moderation_events", "room_events")
+           "moderation_events", "room_events", "provider_capacity", "provider_grants")
 SETTINGS = Settings(**TEST_SETTINGS)
 
 

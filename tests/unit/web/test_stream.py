@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import SecretStr
 
 from devtools.workers import Deployment
+from gateway_app.kafka.transport import bootstrap_servers
 from gateway_app.settings import Settings
 from gateway_app.web import stream, views
 from gateway_app.web.auth import Access
@@ -77,7 +78,7 @@ async def test_the_room_partition_is_the_one_aiokafkas_producer_picks():
     ("kafka://a:1,b:2", ["a:1", "b:2"]),
 ])
 def test_bootstrap_servers_from_the_broker_url(url, servers):
-    assert stream.bootstrap_servers(url) == servers
+    assert bootstrap_servers(url) == servers
 
 
 # --- the wire format ---------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The capacity agent: `gateway-provider-capacity` (key: provider endpoint) -> the `provider-capacity`
+table, and each answer onto `gateway-provider-grants` (rules: `gateway_app.resilience.capacity`).
+
+The worker that owns an endpoint's partition is its one owner, so its grants of a window add up exactly.
+A grant is announced only once the row that counts it is on the changelog (the producer is flushed
+first): an owner killed after announcing it cannot come back, restored from the changelog, and grant the
+same capacity twice. An ask redelivered after such a restart is answered as before (by request id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+import mode
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from gateway_app.kafka.transport import bootstrap_servers
+from gateway_app.publisher import Publisher
+from gateway_app.resilience import capacity
+from gateway_app.resilience.capacity import Ask, Grant, PauseAnnouncement
+from gateway_app.resilience.leases import LeaseClient
+from gateway_app.settings import Settings
+from gateway_app.topics import GatewayTopics
+
+log = logging.getLogger(__name__)
+
+
+async def handle(raw: bytes, table: faust.Table, publisher: Publisher) -> Grant | PauseAnnouncement:
+    request = capacity.decode_request(raw)
+    row = capacity.decode_row(table.get(request.endpoint))
+    answer: Grant | PauseAnnouncement
+    if isinstance(request, Ask):
+        row, answer = capacity.grant(row, request)
+    else:
+        row = capacity.pause(row, request)
+        answer = PauseAnnouncement(request.endpoint, row.paused_until)
+    table[request.endpoint] = capacity.encode(row)
+    await publisher.flush()  # the row on the changelog before anyone can spend what it counts
+    await publisher.to_every_worker(request.endpoint, capacity.encode(answer))
+    return answer
+
+
+def register(app: faust.App, table: faust.Table, publisher: Publisher, topics: GatewayTopics) -> None:
+    @app.agent(topics.provider_capacity, name="capacity")
+    async def capacity_owner(stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            if not await app.consumer.admit(event.message):  # in offset order, never past a missing record
+                continue
+            try:
+                answer = await handle(event.value, table, publisher)
+                if isinstance(answer, Grant):
+                    log.debug("capacity.granted endpoint=%s worker=%s window=%d requests=%d tokens=%d",
+                              answer.endpoint, answer.worker, answer.window, answer.requests, answer.tokens)
+                else:
+                    log.info("capacity.paused endpoint=%s until=%.3f", answer.endpoint, answer.until)
+            except (ValueError, TypeError, KeyError) as exc:  # only workers write this topic: a bug, not input
+                log.error("capacity.bad_record partition=%s offset=%s error=%r", event.message.partition,
+                          event.message.offset, exc)
+            except Exception:
+                log.exception("capacity.internal_error partition=%s offset=%s", event.message.partition,
+                              event.message.offset)
+            event.ack()
+
+
+def register_listener(app: faust.App, settings: Settings, topics: GatewayTopics, leases: LeaseClient) -> None:
+    """Every worker reads `gateway-provider-grants` whole, from its end at start, with a consumer of its
+    own (no group: each worker must see every record), and hands each record to its lease client."""
+
+    @app.service
+    class GrantsListener(mode.Service):
+        @mode.Service.task
+        async def _read(self) -> None:
+            name = topics.provider_grants.get_topic_name()
+            while not self.should_stop:
+                consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings.broker_url), group_id=None,
+                                            enable_auto_commit=False, client_id=f"{settings.app_id}-grants")
+                try:
+                    await topics.provider_grants.maybe_declare()
+                    await consumer.start()
+                    partition = TopicPartition(name, 0)
+                    consumer.assign([partition])
+                    await consumer.seek_to_end(partition)
+                    await consumer.position(partition)
+                    leases.listening.set()
+                    while not self.should_stop:
+                        batch = await consumer.getmany(partition, timeout_ms=500)
+                        for record in batch.get(partition, ()):
+                            leases.on_answer(record.value)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Asks wait (and time out) meanwhile; grants sent while nobody read are lost: their
+                    # capacity lapses with its window, it is never spent twice.
+                    leases.listening.clear()
+                    log.exception("capacity.listener_failed (reading again in 1 s)")
+                    await asyncio.sleep(1.0)
+                finally:
+                    await consumer.stop()
