@@ -90,4 +90,38 @@ def render_levers(detail: dict, host: dict[str, str], args: argparse.Namespace) 
     ]
     for variant in VARIANTS:
         lines.append(f"| {variant} | {figures(variant, 'openai')} | {figures(variant, 'echo')} |")
-    return "\n".join(lines) + "\n" + detail.get("notes", "")
+    return "\n".join(lines) + "\n" + detail.get("notes", NOTES)
+
+
+NOTES = """
+### Reading the figures
+
+- **The HTTP stack under the SDKs** is the lever that shows. The openai and anthropic SDKs ship an
+  aiohttp-backed client of their own (`DefaultAioHttpClient`), and it spends markedly less CPU per call
+  than their default httpx client. httpx runs its asyncio I/O through anyio, which is most of what the
+  profile in the issue found inside the SDK. In a loop of SDK calls alone, in one process against the
+  same fake server, it went from 1.68–1.75 to 1.19–1.35 ms per call. Errors keep their codes: the
+  classifier reads the aiohttp error under the SDK's exception (see docs/providers.md, "HTTP stack").
+  Kept: the default.
+- **Decoded usage rows kept** (`GATEWAY_USAGE_CACHE_ROWS`). Each message read its agent's day row and
+  user row twice (the plan) and once more to add to them, decoding JSON and decimals each time. This was
+  about a tenth of the worker's samples in a profile under a backlog. The rows are now kept decoded,
+  up to 4,096 per worker, cleared at every rebalance. Kept.
+- **Producer linger** (`GATEWAY_PRODUCER_LINGER_MS`) saves broker CPU per message. It does not reliably
+  save the worker's CPU, and it adds up to its value of latency at each of a message's two hops. Not
+  made the default: operators who trade latency for broker CPU can set it.
+- **uvloop** was tried as the worker's loop (faust supports it) in the run of 2026-12-01 00:12 (commit
+  8e5dba8, same sizes).
+  - openai: 238 answers/s at 4.17 ms of worker CPU, against 199 at 4.39 ms with every lever off.
+  - echo: 592/s at 1.61 ms, against 505 at 1.60 ms.
+  - with the other levers on: 291/s at 3.27 ms (openai) and 605 at 1.40 ms (echo). The other levers
+    alone gave 257 at 3.19 ms and 520 at 1.48 ms.
+
+  No CPU saving beyond the noise between rounds, so it was removed again (one dependency less).
+- **Still missed**, with the reasons the profile gives:
+  - The worker CPU per message target (2 ms with openai; 0.5 ms with echo). The rest of a worker's CPU
+    is spread over faust's per-record delivery (fetch loop, conductor, stream, event, acks: about 40 %
+    of samples) and aiokafka's producer. No single spot of the gateway's own stands out, and a
+    per-batch redesign of the faust agents is the lever left.
+  - The ratios against the peer follow from that figure (the Peers section).
+"""

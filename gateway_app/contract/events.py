@@ -23,6 +23,9 @@ from gateway_app.contract.moderation import (  # noqa: F401  (re-exported: the c
     ModerationInfo,
     ModerationSignal,
     ModerationSpec,
+    RankingInfo,
+    SentimentInfo,
+    SentimentScore,
     Severity,
     SignalKind,
 )
@@ -37,6 +40,7 @@ from gateway_app.contract.profile import (  # noqa: F401  (re-exported: the cont
     Credentials,
     FallbackTarget,
     FunctionSpec,
+    RankingSpec,
     RateLimits,
     ResponseFormat,
     StageRef,
@@ -216,6 +220,9 @@ class MessageReply(_Output):
     cache_hit: bool = False       # answered from the response cache, without a provider call
     truncated: bool = False       # cut at `max_reply_chars` (at a sentence boundary)
     moderation: ModerationInfo | None = None  # the signals active for it and the checks that did not pass
+    language: str | None = None   # the language the model was asked to answer in (profile `language`)
+    sentiment: SentimentInfo | None = None  # profile `post_processing: ["sentiment"]`
+    ranking: RankingInfo | None = None      # profile `ranking`: the candidates drawn and the one chosen
     contract_version: Literal[1] = CONTRACT_VERSION
 
 

@@ -133,6 +133,27 @@ class ModerationInfo(_Output):
     verdicts: list[Verdict] = Field(default_factory=list)
 
 
+class SentimentScore(_Output):
+    label: Literal["positive", "neutral", "negative"]
+    score: float  # VADER's compound score, -1 (most negative) to 1
+
+
+class SentimentInfo(_Output):
+    """Profile `post_processing: ["sentiment"]`: the tone of the reply and of the user's message."""
+
+    reply: SentimentScore | None = None
+    user: SentimentScore | None = None
+
+
+class RankingInfo(_Output):
+    """Profile `ranking`: how many answers were drawn, which one was published and why."""
+
+    candidates: int                 # answers drawn (fewer than asked when some calls failed)
+    chosen: int                     # its index among them, in the order drawn
+    failed: list[list[str]]         # per candidate, the checks it failed (the fewest wins; the first drawn on a tie)
+    reason: str
+
+
 class ModerationEvent(_Output):
     """`ai-moderation-events` (key = room id): one per check that did not pass, and per signal applied
     or expired. No message content unless `GATEWAY_MODERATION_INCLUDE_CONTENT=true`."""
@@ -152,4 +173,5 @@ class ModerationEvent(_Output):
     duration_ms: int = 0
     created_at: datetime
     content: str | None = None
+    sentiment: SentimentInfo | None = None  # with the profile's `post_processing: ["sentiment"]`
     contract_version: Literal[1] = CONTRACT_VERSION

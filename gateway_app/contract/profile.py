@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import langcodes
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from gateway_app.contract.model import _Input
@@ -84,6 +85,17 @@ class CacheSpec(_Input):
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
 
 
+RANKING_CRITERIA = ("quality", "moderation", "repetition", "format")
+
+
+class RankingSpec(_Input):
+    """Draw several answers and publish the best by the gateway's own checks (pipeline.ranking)."""
+
+    candidates: int = Field(default=3, ge=2, le=5)
+    by: list[Literal["quality", "moderation", "repetition", "format"]] = Field(
+        default_factory=lambda: list(RANKING_CRITERIA), min_length=1, max_length=4)
+
+
 class BudgetSpec(_Input):
     """Spending limits in USD (exact decimals; strings keep them exact), per UTC day and per calendar month
     (UTC), and the model that answers once one is spent (none: the message is refused, `budget_exceeded`)."""
@@ -105,6 +117,19 @@ class ResponseFormat(_Input):
     json_schema: dict[str, Any] | None = Field(default=None, validation_alias=AliasChoices("schema", "json_schema",
                                                                                            "jsonSchema"))
 
+
+
+AUTO_LANGUAGE = "auto"
+
+
+def language_setting(value: str) -> str:
+    """A profile's `language`: `auto`, or a BCP 47 tag in its standard form ("EN_us" -> "en-US")."""
+    text = value.strip().replace("_", "-")
+    if text.lower() == AUTO_LANGUAGE:
+        return AUTO_LANGUAGE
+    if not langcodes.tag_is_valid(text):
+        raise ValueError(f"language must be 'auto' or a BCP 47 tag (e.g. 'en', 'pt-BR'), got {value!r}")
+    return langcodes.standardize_tag(text)
 
 
 class AgentProfile(_Input):
@@ -145,10 +170,29 @@ class AgentProfile(_Input):
     max_reply_chars: int | None = Field(default=None, ge=1, le=1_000_000)
     # Checks on every reply (and on input where listed), what platform signals do, a fallback reply.
     moderation: ModerationSpec = Field(default_factory=lambda: ModerationSpec())
-    # The language replies are expected in (ISO 639-1), for the `language` check; none: the user's.
-    language: str | None = Field(default=None, min_length=2, max_length=8)
+    # The language to answer in: a BCP 47 tag ("en", "pt-BR"; always that one) or "auto" (the language of
+    # each user message); an instruction in the system prompt asks for it, the reply says which. The
+    # `language` check expects it. None: no instruction; the check expects the user's language.
+    language: str | None = Field(default=None, min_length=2, max_length=35)
+    # Built-in analyses of each answered message, never blocking it: "sentiment" (the reply's and the user's
+    # tone, on the reply and on its moderation events).
+    post_processing: list[Literal["sentiment"]] = Field(default_factory=list, max_length=4)
+    # Several answers drawn per message (the provider's own `n` where it has one, parallel calls where
+    # not), the best published; every candidate is billed. Not with `stream`.
+    ranking: RankingSpec | None = None
     # Spending limits per day and month, reserved before each call (absent: no limit; billing still counts).
     budget: BudgetSpec | None = None
+
+    @model_validator(mode="after")
+    def _ranking_without_stream(self) -> "AgentProfile":
+        if self.ranking is not None and self.stream:
+            raise ValueError("ranking draws whole answers before choosing one: it cannot be used with stream")
+        return self
+
+    @field_validator("language")
+    @classmethod
+    def _bcp47(cls, value: str | None) -> str | None:
+        return None if value is None else language_setting(value)
 
     @field_validator("response_format", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from gateway_app.contract.events import AgentProfile, MessageCreated, StageNote
 from agents_tables.conversations import Conversation, Turn
 from agents_tables.moderation import ActiveSignal
 from agents_tables.response_cache import CachedAnswer
-from gateway_app.contract.events import BillingEvent, ModerationEvent, ToolResults
+from gateway_app.contract.events import BillingEvent, ModerationEvent, RankingInfo, SentimentInfo, ToolResults
 from gateway_app.contract.moderation import Verdict
 from gateway_app.moderation.steering import NOTHING, Steering
 from gateway_app.observability.tracing import TraceState
@@ -73,6 +73,11 @@ class MessageContext:
     input_estimate: int = 0  # of the new input alone (the turn's input tokens, once corrected)
     # What the signals do to it (set by the prompt stage, which steers the request).
     steering: Steering = NOTHING
+    # The language the reply was asked for (profile `language`: its tag, or the user's under `auto`).
+    reply_language: str | None = None
+    sentiment: SentimentInfo | None = None  # post-processing: the reply's and the user's tone
+    ranking: RankingInfo | None = None  # the candidates drawn, and which one the reply is
+    chosen: Answer | None = None  # the answer the ranking chose (None: the last answer is the reply's)
     # Moderation: the checks that did not pass (for the reply), the events to publish, and the billing
     # of provider moderation calls.
     verdicts: list[Verdict] = field(default_factory=list)
@@ -140,5 +145,7 @@ class MessageContext:
 
     @property
     def answer(self) -> Answer | None:
-        """The provider answer the reply is built from (the last one)."""
+        """The provider answer the reply is built from: the ranking's choice, else the last one."""
+        if self.chosen is not None:
+            return self.chosen
         return self.answers[-1] if self.answers else None

@@ -1,7 +1,8 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
     admission -> conversation turn -> dedupe -> prompt -> moderation in -> pre-call checks -> cache
-              -> provider call -> post-call checks -> reply format -> moderation out -> settle usage -> outputs
+              -> provider call -> ranking -> post-call checks -> reply format -> moderation out -> sentiment
+              -> settle usage -> outputs
               (then the dispatcher acks, in offset order)
 
 Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
@@ -31,7 +32,9 @@ from gateway_app.pipeline.stages.moderation import Checking, ModerationIn, Moder
 from gateway_app.pipeline.stages.outputs import FailureOutputs, Outputs
 from gateway_app.pipeline.stages.prompt import Prompt
 from gateway_app.pipeline.stages.provider_call import ProviderCall
+from gateway_app.pipeline.stages.ranking import Ranking
 from gateway_app.pipeline.stages.reply_format import ReplyFormat
+from gateway_app.pipeline.stages.sentiment import Sentiment
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,11 @@ def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
         PreCallChecks(services),
         ResponseCache(services),
         call,
+        Ranking(services, checking, call),
         PostCallChecks(services, call),
         ReplyFormat(services, call),
         ModerationOut(services, checking, call),
+        Sentiment(services),
         SettleUsage(services),
         outputs,
     ]

@@ -17,7 +17,9 @@ from gateway_app.contract.events import (
     MessageReply,
     ModerationInfo,
     ReplyChunk,
+    RankingInfo,
     ReplyStatus,
+    SentimentInfo,
     StageNote,
     ToolCallOut,
     Usage,
@@ -61,7 +63,8 @@ def _reply(message: MessageCreated, profile: AgentProfile | None, *, content: st
 def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult, answer: Answer | None,
              notes: list[StageNote], latency_ms: int, attempts: int, *, reply_to: str | None = None,
              cached: CachedAnswer | None = None, truncated: bool = False,
-             moderation: ModerationInfo | None = None) -> MessageReply:
+             moderation: ModerationInfo | None = None, language: str | None = None,
+             sentiment: SentimentInfo | None = None, ranking: RankingInfo | None = None) -> MessageReply:
     """`answer` is the provider answer the result came from; None when a stage answered (a cache hit
     names the provider and model whose answer it kept)."""
     target = answer.target if answer else None
@@ -73,7 +76,7 @@ def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult,
                   finish_reason=result.finish_reason, provider_request_id=result.request_id,
                   tool_calls=[ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls],
                   stages=list(notes), reply_to=reply_to, cache_hit=cached is not None, truncated=truncated,
-                  moderation=moderation)
+                  moderation=moderation, language=language, sentiment=sentiment, ranking=ranking)
 
 
 def failed_reply(message: MessageCreated, profile: AgentProfile | None, *, status: ReplyStatus, code: ErrorCode,

@@ -67,6 +67,9 @@ class ChatRequest:
     presence_penalty: float | None = None
     response_format: str = "text"
     json_schema: dict[str, Any] | None = None
+    # Answers wanted from this one call (ranking), for providers that can give several (`supports_n`);
+    # the extra ones come back as the result's `alternatives`.
+    n: int = 1
     # The agent's own key for this target (resolved from its reference), and during a rotation the key
     # tried once after a 401. None: the provider's key from the environment. Never printed.
     credential: SecretStr | None = field(default=None, repr=False, compare=False)
@@ -91,6 +94,8 @@ class ChatResult:
     request_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     model: str | None = None  # the model that answered, as the provider names it (None: not reported)
+    # With `ChatRequest.n` > 1: the other answers of the same call (their tokens are in this one's usage).
+    alternatives: tuple["ChatResult", ...] = ()
 
 
 class ToolCallParts:

@@ -75,6 +75,8 @@ def to_params(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     response_format = to_response_format(request)
     if response_format is not None:
         params["response_format"] = response_format
+    if request.n > 1 and not stream:
+        params["n"] = request.n
     if stream:
         # Without include_usage a stream carries no token counts, and streamed calls could not be billed.
         params.update(stream=True, stream_options={"include_usage": True})
@@ -103,20 +105,29 @@ def to_result(completion: Any, *, usage_required: bool = True) -> ChatResult:
     choices = getattr(completion, "choices", None)
     if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
         raise errors.bad_response(f"no choices in {_preview(completion)}")
-    choice = choices[0]
-    if not choice.finish_reason:
-        raise errors.bad_response("no finish_reason")
     if completion.usage is None and usage_required:
         raise errors.bad_response("no usage")
+    first, *others = (_choice(choice, completion) for choice in choices)
+    return ChatResult(text=first[0], finish_reason=first[1], usage=to_usage(completion.usage),
+                      request_id=str(getattr(completion, "_request_id", None) or completion.id),
+                      tool_calls=first[2], model=_model(completion),
+                      # the call's usage covers every choice: the others carry none of their own
+                      alternatives=tuple(ChatResult(text=t, finish_reason=f, usage=TokenUsage(0, 0), tool_calls=c)
+                                         for t, f, c in others))
+
+
+def _choice(choice: Any, completion: Any) -> tuple[str, str, tuple[ToolCall, ...]]:
+    if getattr(choice, "message", None) is None:
+        raise errors.bad_response(f"a choice without a message in {_preview(completion)}")
+    if not choice.finish_reason:
+        raise errors.bad_response("no finish_reason")
     text, finish = choice.message.content, choice.finish_reason
     tool_calls = to_tool_calls(choice.message.tool_calls)
     if text is None and getattr(choice.message, "refusal", None):
         text, finish = choice.message.refusal, "content_filter"
     if not isinstance(text, str) and not (text is None and tool_calls):
         raise errors.bad_response(f"no text and no tool calls in {_preview(completion)}")
-    return ChatResult(text=text or "", finish_reason=finish, usage=to_usage(completion.usage),
-                      request_id=str(getattr(completion, "_request_id", None) or completion.id),
-                      tool_calls=tool_calls, model=_model(completion))
+    return text or "", finish, tool_calls
 
 
 def _model(answer: Any) -> str | None:
@@ -189,6 +200,7 @@ class CompatibleProvider(SDKProvider[openai.AsyncOpenAI]):
     """Base of the providers that speak Chat Completions; a subclass says where, with which key."""
 
     usage_required = True  # False for servers that may not report usage (billed 0 then)
+    supports_n = True  # several answers from one call (`n`); a server that ignores it gives one (ranking draws more)
     # What the SDK imports at its first `client.chat.completions.create` (see registry.preload).
     warm_modules = ("openai.resources.chat.chat", "openai.resources.chat.completions.completions",
                     "openai.lib.streaming.chat", "openai.pagination")

@@ -174,9 +174,22 @@ class FakeServer:
         return parse_fault(last_user, self.seen[last_user], self.name)
 
     def answer_text(self, prefix: str, last: str, user_texts: list[str]) -> str:
-        """What the fake model says: the scripted `REPLY:`, else the prefix and the last message."""
+        """What the fake model says: the scripted `REPLY:`, the next of `CHOICES:`, else the prefix and the
+        last message."""
         scripted = scripted_reply(user_texts)
-        return scripted if scripted is not None else f"{prefix} {last}"
+        if scripted is not None:
+            return scripted
+        choices = self.choices(last)
+        return choices[0] if choices else f"{prefix} {last}"
+
+    def choices(self, last: str, n: int = 1) -> list[str]:
+        """`CHOICES:<a>##<b>##<c>`: the k-th request with this message answers part k (cycling), and a
+        request for n answers gets the n parts from there; [] for any other message."""
+        if not last.startswith("CHOICES:"):
+            return []
+        parts = last[len("CHOICES:"):].split("##")
+        start = self.seen[last] - 1
+        return [parts[(start + i) % len(parts)] for i in range(n)]
 
     def per_window(self, seconds: float) -> dict[int, int]:
         """Requests per tumbling wall-clock window of `seconds` (numbered as the gateway numbers them)."""

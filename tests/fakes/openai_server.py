@@ -197,10 +197,11 @@ class FakeOpenAI(FakeServer):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self.sse(request, fault, self.chunks(completion_id, body["model"], text, usage,
                                                               include_usage), self.headers())
+        texts = self.choices(last, int(body.get("n") or 1)) or [text] * int(body.get("n") or 1)
         completion = {
             "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop", **self.extra_choice()}],
+            "choices": [{"index": i, "message": {"role": "assistant", "content": t, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop", **self.extra_choice()} for i, t in enumerate(texts)],
             "usage": usage, "system_fingerprint": "fp_fake", **self.extra_body(),
         }
         return await self.json_answer(request, fault, completion, self.headers())

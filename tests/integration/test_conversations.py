@@ -237,3 +237,22 @@ async def test_markdown_is_normalised_and_long_replies_are_cut_at_a_sentence(cha
     assert closed["content"].count("```") == 2 and "print('hi')" in closed["content"]
     cut = replies[long["messageId"]][0]
     assert cut["content"] == "The first sentence is short." and cut["truncated"] is True
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_ranked_answers_publish_the_best_candidate_and_bill_every_one(chat, fakes, name):
+    servers, _ = fakes
+    agent_id = agent(f"rank-{name}")
+    await chat.profile(profile(agent_id, provider=name, model=MODEL[name], ranking={"candidates": 3}))
+    clean = f"Your order {uuid.uuid4().hex[:6]} ships today."
+    ask = message(agent_id, content=f"CHOICES:I'm sorry, but I can't help with that.##What a shit idea.##{clean}")
+    await chat.message(ask)
+    reply = (await chat.wait_replies([ask["messageId"]]))[ask["messageId"]][0]
+    assert reply["status"] == "ok" and reply["content"] == clean, reply
+    ranked = reply["ranking"]
+    assert ranked["candidates"] == 3 and ranked["failed"][ranked["chosen"]] == []
+    assert sorted(map(tuple, ranked["failed"])) == [(), ("refusal",), ("wordlist",)]
+    calls = [b for b in servers[name].requests if clean in json.dumps(b)]
+    one_call = name in ("openai", "azure", "local")  # Chat Completions' own `n`; the others: parallel calls
+    assert len(calls) == (1 if one_call else 3) and (calls[0].get("n") == 3) == one_call
+    await chat.wait_for(lambda: len(chat.billing_of(ask["messageId"])) == len(calls), what="one bill per call")

@@ -315,3 +315,18 @@ async def test_input_checks_flag_or_answer_with_the_fallback_without_a_call(chat
     answered = await ask(chat, replacer, rude)
     assert answered["status"] == "ok" and answered["content"] == "Please keep it civil." and answered["attempts"] == 0
     assert not any(rude in str(b["messages"]) for b in server.requests)
+
+
+async def test_sentiment_on_the_reply_and_on_its_moderation_events(chat):
+    analyst, plain = agent("sentiment"), agent("no-sentiment")
+    await chat.profile(openai_profile(analyst, postProcessing=["sentiment"]))
+    await chat.profile(openai_profile(plain))
+    happy = await ask(chat, analyst, "REPLY:Great news, your refund went through and I'm glad I could help!")
+    assert happy["status"] == "ok" and happy["sentiment"]["reply"]["label"] == "positive"
+    assert happy["sentiment"]["reply"]["score"] > 0.5 and happy["sentiment"]["user"]["label"] == "positive"
+    angry = await ask(chat, analyst, "REPLY:This is awful and I hate it. Mail jane.doe@example.com if you must.")
+    assert angry["sentiment"]["reply"]["label"] == "negative"
+    events = [e for e in chat.moderation_events() if e["message_id"] == angry["message_id"]]
+    assert events and all(e["sentiment"] == angry["sentiment"] for e in events)  # the pii flag carries it
+    untouched = await ask(chat, plain, "REPLY:Great news, your refund went through!")
+    assert untouched["sentiment"] is None

@@ -152,7 +152,7 @@ class ModerationIn:
         if not rules and not (spec and "input" in spec.on):
             return
         text = ctx.message.content
-        failed = await self.checking.run(ctx, "input", rules, CheckInput(text=text, expected_language=profile.language))
+        failed = await self.checking.run(ctx, "input", rules, CheckInput(text=text, expected_language=ctx.reply_language))
         if not failed:
             return
         action = strongest(rule.action if rule.action != "regenerate" else rule.then for rule, _ in failed)
@@ -210,7 +210,7 @@ class ModerationOut:
                 previous = tuple(t.reply for t in ctx.conversation_row.turns if t.reply)[-profile.moderation.repetition_last_n:]
         result = ctx.result
         return CheckInput(text=result.text, finish_reason=result.finish_reason,
-                          refused=result.finish_reason == "content_filter", expected_language=profile.language,
+                          refused=result.finish_reason == "content_filter", expected_language=ctx.reply_language,
                           user_message=ctx.message.content, previous_replies=previous,
                           max_chars=profile.moderation.max_chars)
 

@@ -52,7 +52,8 @@ class Outputs:
         reply = records.ok_reply(ctx.message, profile, result, None if ctx.stage_answer else ctx.answer,
                                  ctx.notes, ctx.latency_ms(), ctx.attempts, reply_to=reply_to(ctx),
                                  cached=ctx.cache_hit, truncated=ctx.truncated,
-                                 moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts))
+                                 moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts),
+                                 language=ctx.reply_language, sentiment=ctx.sentiment, ranking=ctx.ranking)
         for spec, options in stages_at(self.services.plugins, profile, "outputs"):
             seen = StageInput(ctx.message, profile, ctx.require_request(), options, result=result, reply=reply)
             await run_plugin(spec, seen, ctx, self.services.counters)

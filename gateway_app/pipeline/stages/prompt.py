@@ -9,10 +9,14 @@ results (their exchange is always sent whole). The turn an ok reply appends is p
 
 from __future__ import annotations
 
-from agents_tables.conversations import Turn
+import asyncio
+
+from agents_tables.conversations import Conversation, Turn
 from gateway_app.contract.events import AgentProfile
+from gateway_app.contract.profile import AUTO_LANGUAGE
+from gateway_app.moderation import language as identifier
 from gateway_app.moderation.steering import NOTHING, Steering, penalty_for, steer, temperature
-from gateway_app.pipeline import conversation, formats
+from gateway_app.pipeline import conversation, formats, languages
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Services
 from gateway_app.providers.base import ChatMessage, ChatRequest
@@ -22,13 +26,13 @@ def keeps_context(profile: AgentProfile) -> bool:
     return profile.context is not None and profile.context.max_turns > 0
 
 
-def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...], steering: Steering = NOTHING
-                  ) -> ChatRequest:
+def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...], steering: Steering = NOTHING,
+                  language_instruction: str | None = None) -> ChatRequest:
     """The request, steered by the room's active signals (adaptive prompting: instructions in the system
     prompt, a temperature raise within the provider's range, penalties where it has them, a shorter or
-    longer answer)."""
+    longer answer), and asking for the profile's language."""
     reply_format = profile.response_format
-    parts = [profile.system_prompt, *steering.instructions]
+    parts = [profile.system_prompt, language_instruction, *steering.instructions]
     if reply_format.type == "json":  # also where the provider has a JSON mode (some want it said in words)
         parts.append(formats.json_instruction(reply_format.json_schema))
     penalty = penalty_for(profile.provider, steering.penalty)
@@ -47,6 +51,13 @@ def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...], stee
         response_format="json" if reply_format.type == "json" else "text",
         json_schema=reply_format.json_schema,
     )
+
+
+def users_words(content: str, results: object, conv: Conversation | None) -> str:
+    """What `language: auto` judges: the user's message; for tool results, the room's last user message."""
+    if results is None:
+        return content
+    return next((turn.user for turn in reversed(conv.turns) if turn.user), "") if conv is not None else ""
 
 
 class Prompt:
@@ -73,6 +84,10 @@ class Prompt:
         window = conversation.window(conv, profile.context, message.message_id, new_input,
                                      continued=results.reply_to if results else None)
         ctx.steering = steer(ctx.signals, profile)
-        ctx.request = build_request(profile, window.messages, ctx.steering)
+        if profile.language == AUTO_LANGUAGE and not identifier.loaded():
+            await asyncio.to_thread(identifier.warm_up)  # once per worker, off the event loop (under a second)
+        ctx.reply_language, language_instruction = languages.for_message(profile.language,
+                                                                         users_words(message.content, results, conv))
+        ctx.request = build_request(profile, window.messages, ctx.steering, language_instruction)
         ctx.prompt_estimate = conversation.prompt_estimate(ctx.request.system_prompt, window.messages)
         ctx.input_estimate = sum(conversation.raw_estimate(m) for m in new_input)

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from gateway_app.credentials.errors import CredentialsUnavailable
 from gateway_app.log_redaction import REDACTOR
-from gateway_app.pipeline.caller import CallFailed, Caller, Target, targets_of
+from gateway_app.pipeline.caller import Answer, CallFailed, Caller, Target, targets_of
 from gateway_app.moderation.gate import HeldPipe
 from gateway_app.pipeline.chunks import ChunkPipe
 from gateway_app.pipeline.context import MessageContext
@@ -61,9 +61,10 @@ class ProviderCall:
         if isinstance(pipe, HeldPipe):
             await self.hold(ctx, pipe)
             pipe = None  # the outputs end it, once the whole answer was checked
+        wanted = profile.ranking.candidates if profile.ranking is not None else 1
         try:
             answer = await self.caller.call(ctx.message.message_id, targets_of(profile),
-                                            lambda target: self.for_target(request, target, profile.agent_id),
+                                            lambda target: self.for_target(request, target, profile.agent_id, wanted),
                                             request_estimate(ctx),
                                             on_chunk(pipe, ctx), log=ctx.calls)
         except CallFailed as failed:
@@ -79,7 +80,16 @@ class ProviderCall:
                 await pipe.close()  # every chunk goes out before the reply (or the error reply)
         ctx.calls = answer.log
         ctx.answers.append(answer)
+        ctx.chosen = None  # a new answer (a regeneration) supersedes a ranking's choice
         ctx.result = answer.result
+
+    async def draw(self, ctx: MessageContext) -> Answer:
+        """One more whole answer to the same request (a ranking candidate): not streamed, not kept on the
+        context (the ranking stage keeps it). Raises `CallFailed`."""
+        profile, request = ctx.require_profile(), ctx.require_request()
+        return await self.caller.call(ctx.message.message_id, targets_of(profile),
+                                      lambda target: self.for_target(request, target, profile.agent_id),
+                                      request_estimate(ctx), None, log=ctx.calls)
 
     @staticmethod
     async def hold(ctx: MessageContext, pipe: HeldPipe) -> None:
@@ -88,10 +98,15 @@ class ProviderCall:
         if isinstance(previous, HeldPipe):
             await previous.abandon()
 
-    async def for_target(self, request: ChatRequest, target: Target, agent_id: str) -> ChatRequest:
-        """The request for one target, with the agent's own key for it when the profile names one.
+    async def for_target(self, request: ChatRequest, target: Target, agent_id: str, answers: int = 1) -> ChatRequest:
+        """The request for one target, with the agent's own key for it when the profile names one, asking
+        for `answers` answers where the target's provider gives several from one call.
         Raises `CredentialsUnavailable` (that target fails; never a fall back to the environment's key)."""
-        request = replace(request, model=target.model, options=target.options)
+        n = 1
+        if answers > 1:
+            provider = await self.caller.providers.load(target.provider)
+            n = answers if getattr(provider, "supports_n", False) else 1
+        request = replace(request, model=target.model, options=target.options, n=n)
         refs = target.credentials
         if refs is None:
             return request

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pytest
@@ -276,3 +276,16 @@ async def test_local_base_url_override_only_to_allowed_hosts(servers, monkeypatc
         await call_with_allowed_hosts("gpu-box.internal, 127.0.0.1:1")  # another port only
     result = await call_with_allowed_hosts(f"gpu-box.internal, 127.0.0.1:{thread.port}")
     assert result.text.endswith("via override")
+
+
+async def test_several_answers_from_one_call_where_the_provider_gives_them(wire, pool):
+    spec, _ = wire
+    provider = pool.get(spec.name)
+    many = replace(request("CHOICES:first##second##third"), n=3)
+    result = await provider.complete(many)
+    if getattr(provider, "supports_n", False):
+        # (the fake rotates the parts for each request it saw with this message: any order, all three)
+        assert sorted([result.text, *(a.text for a in result.alternatives)]) == ["first", "second", "third"]
+        assert all(a.usage.input_tokens == 0 for a in result.alternatives)  # the call's usage is on the first
+    else:
+        assert result.alternatives == () and result.text in ("first", "second", "third")
