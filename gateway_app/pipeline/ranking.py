@@ -24,14 +24,14 @@ CHECKS = {"quality": ("empty", "refusal", "truncated", "too_long"), "moderation"
 def failed_checks(result: ChatResult, profile: AgentProfile, settings: CheckSettings,
                   previous_replies: Sequence[str] = ()) -> list[str]:
     """The checks this candidate fails, in the order of `ranking.by`."""
-    assert profile.ranking is not None
-    names = [name for criterion in profile.ranking.by for name in CHECKS.get(criterion, ())]
+    criteria = profile.ranking.by if profile.ranking is not None else ()
+    names = [name for criterion in criteria for name in CHECKS.get(criterion, ())]
     data = CheckInput(text=result.text, finish_reason=result.finish_reason,
                       refused=result.finish_reason == "content_filter", previous_replies=tuple(previous_replies),
                       max_chars=profile.moderation.max_chars)
     failed = [r.check for r in run_local(names, data, settings) if r.fired]
     reply_format = profile.response_format
-    if "format" in profile.ranking.by and reply_format.type == "json" \
+    if "format" in criteria and reply_format.type == "json" \
             and check_json(result.text, reply_format.json_schema) is not None:
         failed.append("format")
     return failed

@@ -105,7 +105,7 @@ def grant(row: CapacityRow, ask: Ask) -> tuple[CapacityRow, Grant]:
         if ask.window > row.window:
             row = replace(row, window=ask.window, requests=0, tokens=0)
         requests = ask.requests if ask.rpm is None else max(0, min(ask.requests, ask.rpm - row.requests))
-        tokens = ask.tokens if ask.tpm is None else _tokens_left(row.tokens, ask)
+        tokens = ask.tokens if ask.tpm is None else _tokens_left(row.tokens, ask.tokens, ask.tpm)
         if ask.requests and requests == 0 or (ask.tokens and tokens == 0):
             requests = tokens = 0  # a call needs both: half a lease would only be wasted
         window = row.window
@@ -118,12 +118,10 @@ def grant(row: CapacityRow, ask: Ask) -> tuple[CapacityRow, Grant]:
     return row, Grant(ask.request_id, ask.worker, ask.endpoint, window, requests, tokens, row.paused_until)
 
 
-def _tokens_left(granted: int, ask: Ask) -> int:
-    assert ask.tpm is not None
-    left = max(0, ask.tpm - granted)
-    if granted == 0 and ask.tokens > ask.tpm:
-        return ask.tokens  # one call above the whole cap still goes, alone in its window (or it never would)
-    return min(ask.tokens, left)
+def _tokens_left(granted: int, wanted: int, tpm: int) -> int:
+    if granted == 0 and wanted > tpm:
+        return wanted  # one call above the whole cap still goes, alone in its window (or it never would)
+    return min(wanted, max(0, tpm - granted))
 
 
 def pause(row: CapacityRow, notice: PauseNotice) -> CapacityRow:
