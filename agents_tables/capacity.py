@@ -75,7 +75,8 @@ def register_listener(app: faust.App, settings: Settings, topics: GatewayTopics,
             name = topics.provider_grants.get_topic_name()
             while not self.should_stop:
                 consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings.broker_url), group_id=None,
-                                            enable_auto_commit=False, client_id=f"{settings.app_id}-grants")
+                                            enable_auto_commit=False, client_id=f"{settings.app_id}-grants",
+                                            metadata_max_age_ms=int(settings.metadata_max_age_seconds * 1000))
                 try:
                     await topics.provider_grants.maybe_declare()
                     await consumer.start()

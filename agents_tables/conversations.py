@@ -69,6 +69,10 @@ class Conversation:
     # Reported input tokens / estimated input tokens of the last call: corrects the next estimates.
     ratio: float = 1.0
     ids: frozenset[str] = field(default=frozenset(), compare=False)
+    # Profile `post_processing: ["summarize"]`: a summary of the turns that fell out of the context budget,
+    # and the id of the newest turn it covers.
+    summary: str = ""
+    summary_through: str | None = None
 
     def has(self, turn_id: str) -> bool:
         return turn_id in self.ids
@@ -80,9 +84,11 @@ class Conversation:
         return {r.tool_call_id for t in self.turns for r in t.results}
 
 
-def conversation(turns: Iterable[Turn], last_at_ms: int, ttl_ms: int, ratio: float) -> Conversation:
+def conversation(turns: Iterable[Turn], last_at_ms: int, ttl_ms: int, ratio: float, summary: str = "",
+                 summary_through: str | None = None) -> Conversation:
     turns = tuple(turns)
-    return Conversation(turns, last_at_ms, ttl_ms, ratio, frozenset(t.id for t in turns))
+    return Conversation(turns, last_at_ms, ttl_ms, ratio, frozenset(t.id for t in turns), summary,
+                        summary_through if summary else None)
 
 
 def exchanges(turns: Iterable[Turn]) -> list[list[Turn]]:
@@ -138,7 +144,9 @@ def _turn_of(row: dict[str, Any]) -> Turn:
 
 
 def encode(conv: Conversation) -> bytes:
-    body = {"v": 1, "ratio": round(conv.ratio, 4), "turns": [_turn_json(t) for t in conv.turns]}
+    body: dict[str, Any] = {"v": 1, "ratio": round(conv.ratio, 4), "turns": [_turn_json(t) for t in conv.turns]}
+    if conv.summary:
+        body["s"], body["st"] = conv.summary, conv.summary_through
     head = f"{conv.last_at_ms} {conv.ttl_ms} {sum(t.tokens for t in conv.turns)}\n".encode()
     return head + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -147,7 +155,8 @@ def decode(row: bytes) -> Conversation:
     head, _, body = row.partition(b"\n")
     last_at_ms, ttl_ms = (int(part) for part in head.split()[:2])
     data = json.loads(body)
-    return conversation((_turn_of(t) for t in data["turns"]), last_at_ms, ttl_ms, float(data.get("ratio", 1.0)))
+    return conversation((_turn_of(t) for t in data["turns"]), last_at_ms, ttl_ms, float(data.get("ratio", 1.0)),
+                        data.get("s", ""), data.get("st"))
 
 
 def idle_since(row: bytes) -> tuple[int, int]:
@@ -170,9 +179,11 @@ class Caps:
     max_bytes: int
 
 
-def appended(conv: Conversation | None, turn: Turn, ttl_ms: int, ratio: float, caps: Caps) -> Conversation | None:
+def appended(conv: Conversation | None, turn: Turn, ttl_ms: int, ratio: float, caps: Caps,
+             summary: tuple[str, str] | None = None) -> Conversation | None:
     """The conversation with `turn` at its end, trimmed to the caps (oldest whole exchanges first; the
-    newest exchange is always kept). None if the turn is already there (a redelivery)."""
+    newest exchange is always kept), with `summary` (text, id of the newest turn it covers) in place of
+    the one it had, if given. None if the turn is already there (a redelivery)."""
     conv = conv or Conversation()
     if conv.has(turn.id):
         return None
@@ -182,12 +193,15 @@ def appended(conv: Conversation | None, turn: Turn, ttl_ms: int, ratio: float, c
                                sum(t.size() for g in groups for t in g) > caps.max_bytes):
         groups.pop(0)
     kept = {t.id for g in groups for t in g}
-    return conversation((t for t in turns if t.id in kept), max(conv.last_at_ms, turn.at_ms), ttl_ms, ratio)
+    text, through = summary if summary is not None else (conv.summary, conv.summary_through)
+    return conversation((t for t in turns if t.id in kept), max(conv.last_at_ms, turn.at_ms), ttl_ms, ratio,
+                        text, through)
 
 
 def cleared(conv: Conversation, before_ms: int | None) -> Conversation | None:
     """Without `before`: nothing is left (None: delete the row). With it: the exchanges started before
-    it are dropped whole (a tool round is never left without the message that asked for it)."""
+    it are dropped whole (a tool round is never left without the message that asked for it), and the
+    summary with them (it tells of turns before `before`)."""
     if before_ms is None:
         return None
     groups = [g for g in exchanges(conv.turns) if g[0].at_ms >= before_ms]
@@ -226,11 +240,12 @@ class ConversationStore:
             return 0
 
     def append(self, agent_id: str, room_id: str, turn: Turn, ttl_ms: int, ratio: float,
-               current: Conversation | None | bool = False) -> bool:
+               current: Conversation | None | bool = False, summary: tuple[str, str] | None = None) -> bool:
         """`current`: the row as the caller already read it (None: there was none), when nothing can have
-        changed it since (the caller holds the room's turn); False: read it here."""
+        changed it since (the caller holds the room's turn); False: read it here. `summary`: a new summary
+        of the turns before the context window (text, id of the newest turn it covers)."""
         known = self.get(agent_id, room_id) if current is False else current
-        new = appended(known, turn, ttl_ms, ratio, self.caps)
+        new = appended(known, turn, ttl_ms, ratio, self.caps, summary)
         if new is None:
             return False
         self.table[key_of(agent_id, room_id)] = encode(new)

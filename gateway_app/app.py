@@ -154,11 +154,11 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     app.before_stop = lambda: graceful_stop(app, dispatcher, settings.shutdown_grace_seconds)
 
     @app.task
-    async def declare_output_topics() -> None:
-        await declare_outputs(topics)
-
-    @app.task
     async def warm_up() -> None:
+        # The output topics exist before /ready says so: a client that reads them (an SSE stream) right
+        # after would otherwise assign partitions its metadata does not know yet, and see nothing until
+        # its next metadata refresh.
+        await declare_outputs(topics)
         # One thing at a time, each in a thread: two threads importing at once can meet halfway in a
         # shared dependency. The default moderation lists compile at start; the language model (about
         # 90 MB) only when a profile uses the `language` check (see pipeline.stages.moderation).

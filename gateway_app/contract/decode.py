@@ -121,7 +121,8 @@ def decode_profile(
     if isinstance(result, Rejection):
         return result
     budget_fallback = [result.budget.fallback.provider] if result.budget and result.budget.fallback else []
-    for name in [result.provider, *(target.provider for target in result.fallbacks), *budget_fallback]:
+    judge = [result.ranking.judge.provider] if result.ranking and result.ranking.judge else []
+    for name in [result.provider, *(target.provider for target in result.fallbacks), *budget_fallback, *judge]:
         if not known_provider(name):
             return Rejection(ErrorCode.UNKNOWN_PROVIDER, f"provider {name!r} is not supported", result.model_dump())
     names = [ref.name for ref in result.stages]

@@ -43,5 +43,15 @@ def moderation_event_id(subject: str, stage: str, check: str, index: int) -> str
     return str(uuid.uuid5(_NAMESPACE, f"moderation:{subject}:{stage}:{check}:{index}"))
 
 
+def judge_billing_id(message_id: str) -> str:
+    """The billing event of a message's ranking judge call (at most one per message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:judge"))
+
+
+def summary_billing_id(message_id: str) -> str:
+    """The billing event of a message's conversation-summary call (at most one per message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:summary"))
+
+
 def moderation_billing_id(message_id: str, index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:moderation:{index}"))

@@ -88,12 +88,22 @@ class CacheSpec(_Input):
 RANKING_CRITERIA = ("quality", "moderation", "repetition", "format")
 
 
+class JudgeSpec(_Input):
+    """A model that picks the best of the candidates the checks could not tell apart."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class RankingSpec(_Input):
-    """Draw several answers and publish the best by the gateway's own checks (pipeline.ranking)."""
+    """Draw several answers and publish the best by the gateway's own checks (pipeline.ranking), and by a
+    judge model among those tied on them, when one is named."""
 
     candidates: int = Field(default=3, ge=2, le=5)
     by: list[Literal["quality", "moderation", "repetition", "format"]] = Field(
         default_factory=lambda: list(RANKING_CRITERIA), min_length=1, max_length=4)
+    judge: JudgeSpec | None = None
 
 
 class BudgetSpec(_Input):
@@ -175,8 +185,9 @@ class AgentProfile(_Input):
     # `language` check expects it. None: no instruction; the check expects the user's language.
     language: str | None = Field(default=None, min_length=2, max_length=35)
     # Built-in analyses of each answered message, never blocking it: "sentiment" (the reply's and the user's
-    # tone, on the reply and on its moderation events).
-    post_processing: list[Literal["sentiment"]] = Field(default_factory=list, max_length=4)
+    # tone, on the reply and on its moderation events); "summarize" (with `context`: a rolling summary of
+    # the turns that fall out of the context budget, sent in their place).
+    post_processing: list[Literal["sentiment", "summarize"]] = Field(default_factory=list, max_length=4)
     # Several answers drawn per message (the provider's own `n` where it has one, parallel calls where
     # not), the best published; every candidate is billed. Not with `stream`.
     ranking: RankingSpec | None = None

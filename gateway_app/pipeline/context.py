@@ -78,6 +78,8 @@ class MessageContext:
     sentiment: SentimentInfo | None = None  # post-processing: the reply's and the user's tone
     ranking: RankingInfo | None = None  # the candidates drawn, and which one the reply is
     chosen: Answer | None = None  # the answer the ranking chose (None: the last answer is the reply's)
+    window_dropped: tuple[Turn, ...] = ()  # stored turns the context budget left out (the prompt stage)
+    new_summary: tuple[str, str] | None = None  # a new conversation summary, and the id of its newest turn
     # Moderation: the checks that did not pass (for the reply), the events to publish, and the billing
     # of provider moderation calls.
     verdicts: list[Verdict] = field(default_factory=list)

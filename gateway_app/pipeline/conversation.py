@@ -74,6 +74,7 @@ class Window:
     messages: tuple[ChatMessage, ...]  # history + the new input, in order
     history_turns: int                 # earlier turns sent (the continued exchange included)
     new_input: tuple[ChatMessage, ...]  # what this request adds (its estimate becomes the turn's input)
+    dropped: tuple[Turn, ...] = ()     # stored turns left out (the context budget), oldest first
 
 
 def window(conv: Conversation | None, spec: ContextSpec | None, current_id: str,
@@ -85,7 +86,9 @@ def window(conv: Conversation | None, spec: ContextSpec | None, current_id: str,
     others = [g for g in groups if g is not chain]
     history = newest_fitting(others, spec.max_turns, spec.max_tokens) if spec and spec.max_turns else []
     messages = [m for g in history for m in render(g)] + render(chain, continued) + list(new_input)
-    return Window(tuple(messages), sum(map(len, history)) + len(chain), tuple(new_input))
+    sent = {t.id for g in history for t in g}
+    dropped = tuple(t for g in others for t in g if t.id not in sent)
+    return Window(tuple(messages), sum(map(len, history)) + len(chain), tuple(new_input), dropped)
 
 
 def checked_results(conv: Conversation | None, event: ToolResults) -> tuple[ToolOutput, ...]:

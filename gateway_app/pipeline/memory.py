@@ -57,7 +57,8 @@ class Memory:
         message = ctx.message
         # The row the prompt read is still the room's: the room's turn is held until this message ends.
         current = ctx.conversation_row if ctx.conversation_read else False
-        if self.stores.conversations.append(message.agent_id, message.room_id, stored, ttl * 1000, ratio, current):
+        if self.stores.conversations.append(message.agent_id, message.room_id, stored, ttl * 1000, ratio, current,
+                                            ctx.new_summary):
             self.services.counters["turns_appended"] += 1
 
     def _recent_reply(self, ctx: MessageContext) -> None:

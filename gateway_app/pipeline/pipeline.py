@@ -1,6 +1,6 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
-    admission -> conversation turn -> dedupe -> prompt -> moderation in -> pre-call checks -> cache
+    admission -> conversation turn -> dedupe -> prompt -> summarize -> moderation in -> pre-call checks -> cache
               -> provider call -> ranking -> post-call checks -> reply format -> moderation out -> sentiment
               -> settle usage -> outputs
               (then the dispatcher acks, in offset order)
@@ -35,6 +35,7 @@ from gateway_app.pipeline.stages.provider_call import ProviderCall
 from gateway_app.pipeline.stages.ranking import Ranking
 from gateway_app.pipeline.stages.reply_format import ReplyFormat
 from gateway_app.pipeline.stages.sentiment import Sentiment
+from gateway_app.pipeline.stages.summary import Summarize
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
         ConversationTurn(services),
         Dedupe(services),
         Prompt(services),
+        Summarize(services, call),
         ModerationIn(services, checking),
         PreCallChecks(services),
         ResponseCache(services),

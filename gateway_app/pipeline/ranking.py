@@ -6,17 +6,24 @@ Criteria (`ranking.by`) and the checks each runs:
 - moderation: `wordlist` (the profile's and the worker's lists), `pii`;
 - repetition: `repetition` against the agent's last replies in the room;
 - format: with `response_format` `json`, the answer is one JSON value valid against the profile's schema.
+
+With a `judge`, the candidates tied on the fewest failures are shown to the judge model, which answers
+with the number of the best; an answer without a usable number leaves the first of them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from gateway_app.contract.events import AgentProfile, RankingInfo
 from gateway_app.moderation.checks import CheckInput, CheckSettings, run_local
 from gateway_app.pipeline.formats import check_json
-from gateway_app.providers.base import ChatResult
+from gateway_app.providers.base import ChatMessage, ChatRequest, ChatResult
 
+JUDGE_INSTRUCTION = ("You compare candidate answers to a user's message and pick the best one: the most helpful, "
+                     "correct and clear. Answer with the number of the best candidate and nothing else.")
+MAX_JUDGED_CHARS = 4000  # of each candidate shown to the judge
 CHECKS = {"quality": ("empty", "refusal", "truncated", "too_long"), "moderation": ("wordlist", "pii"),
           "repetition": ("repetition",)}
 
@@ -47,3 +54,32 @@ def choose(failures: Sequence[Sequence[str]]) -> RankingInfo:
     else:
         reason = f"candidate {chosen} failed the fewest checks ({', '.join(failures[chosen])})"
     return RankingInfo(candidates=len(failures), chosen=chosen, failed=[list(f) for f in failures], reason=reason)
+
+
+def tied_best(failures: Sequence[Sequence[str]]) -> list[int]:
+    """The candidates failing the fewest checks, in the order drawn."""
+    fewest = min(len(f) for f in failures)
+    return [i for i, f in enumerate(failures) if len(f) == fewest]
+
+
+def judge_request(profile: AgentProfile, user_message: str, candidates: Sequence[str]) -> ChatRequest:
+    judge = profile.ranking.judge if profile.ranking is not None else None
+    shown = "\n\n".join(f"Candidate {n}:\n{text[:MAX_JUDGED_CHARS]}" for n, text in enumerate(candidates, start=1))
+    return ChatRequest(model=judge.model if judge else profile.model, system_prompt=JUDGE_INSTRUCTION,
+                       messages=(ChatMessage("user", f"{shown}\n\nThe user's message:\n{user_message}"),),
+                       temperature=0.0, max_tokens=5, options=judge.options if judge else {})
+
+
+def judged(answer: str, count: int) -> int | None:
+    """The 0-based index the judge's answer names, or None when it names none of the `count` shown."""
+    found = re.search(r"\d+", answer)
+    if found is None:
+        return None
+    number = int(found.group())
+    return number - 1 if 1 <= number <= count else None
+
+
+def choose_judged(failures: Sequence[Sequence[str]], chosen: int, judge: str) -> RankingInfo:
+    tied = len(tied_best(failures))
+    return RankingInfo(candidates=len(failures), chosen=chosen, failed=[list(f) for f in failures],
+                       reason=f"the judge ({judge}) chose candidate {chosen} of the {tied} failing the fewest checks")

@@ -43,9 +43,13 @@ def turn_view(turn: Turn, with_content: bool) -> dict[str, Any]:
 
 
 def conversation_view(agent_id: str, room_id: str, conv: Conversation, with_content: bool) -> dict[str, Any]:
-    return {"agent_id": agent_id, "room_id": room_id, "turns": [turn_view(t, with_content) for t in conv.turns],
+    view = {"agent_id": agent_id, "room_id": room_id, "turns": [turn_view(t, with_content) for t in conv.turns],
             "total_tokens": sum(t.tokens for t in conv.turns), "last_at_ms": conv.last_at_ms,
-            "ttl_seconds": conv.ttl_ms // 1000, "token_ratio": conv.ratio}
+            "ttl_seconds": conv.ttl_ms // 1000, "token_ratio": conv.ratio,
+            "summary_through": conv.summary_through}  # the newest turn the rolling summary covers, if any
+    if with_content:
+        view["summary"] = conv.summary
+    return view
 
 
 def register(app: faust.App, guarded: type, services: Services, topic: str) -> None:

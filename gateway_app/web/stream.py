@@ -123,8 +123,11 @@ class RoomFeed:
 
     @classmethod
     async def open(cls, settings: Settings, room_id: str, resume: Position | None) -> "RoomFeed":
+        # A short metadata age: a partition assigned before the broker's metadata knew it is fetched
+        # within seconds, not after aiokafka's default five minutes.
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(settings.broker_url), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
+                                    metadata_max_age_ms=int(settings.metadata_max_age_seconds * 1000),
                                     client_id=f"{settings.app_id}-sse")
         await consumer.start()
         # The gateway creates both topics with `topic_partitions` partitions, the count its producer hashes by.

@@ -256,3 +256,53 @@ async def test_ranked_answers_publish_the_best_candidate_and_bill_every_one(chat
     one_call = name in ("openai", "azure", "local")  # Chat Completions' own `n`; the others: parallel calls
     assert len(calls) == (1 if one_call else 3) and (calls[0].get("n") == 3) == one_call
     await chat.wait_for(lambda: len(chat.billing_of(ask["messageId"])) == len(calls), what="one bill per call")
+
+
+async def test_turns_out_of_the_context_budget_are_summarized_in_their_place(chat, fakes):
+    from gateway_app.pipeline import summaries
+
+    server = fakes[0]["openai"]
+    agent_id = agent("summary")
+    await chat.profile(profile(agent_id, provider="openai", model=MODEL["openai"], context={"maxTurns": 2},
+                               postProcessing=["summarize"]))
+    said = [f"my name is Ada {agent_id}", "I ordered a blue kettle", "it has not arrived", "what did I order?",
+            "and what is my name?"]
+    asks = []
+    for text in said:  # one at a time: each prompt is built from the turns before it
+        ask = message(agent_id, room_id=f"room-{agent_id}", content=text)
+        await chat.message(ask)
+        assert (await chat.wait_replies([ask["messageId"]]))[ask["messageId"]][0]["status"] == "ok"
+        asks.append(ask)
+    folds = [b for b in server.requests if b["messages"][0]["content"] == summaries.INSTRUCTION
+             and agent_id in json.dumps(b)]
+    # The 4th message left out the 1st turn: one summary call; the 5th left out the 2nd too: one more,
+    # which folds the 2nd turn into the summary so far (the fake's summary quotes what it was given).
+    assert len(folds) == 2, [flat(b) for b in folds]
+    assert "Summary so far:" not in folds[0]["messages"][1]["content"]
+    assert "Summary so far:" in folds[1]["messages"][1]["content"] and "blue kettle" in folds[1]["messages"][1]["content"]
+    last = request_for(server, "and what is my name?")
+    system = last["messages"][0]["content"]
+    assert system.startswith(summaries.PROMPT_HEADER) and "my name is Ada" in system and "blue kettle" in system
+    assert [text for role, text in flat(last) if role == "user"] == ["it has not arrived", "what did I order?",
+                                                                     "and what is my name?"]
+    await chat.wait_for(lambda: len(chat.billing_of(asks[4]["messageId"])) == 2, what="the answer's and the summary's bills")
+    assert len({b["event_id"] for b in chat.billing_of(asks[4]["messageId"])}) == 2
+
+
+async def test_a_judge_picks_among_candidates_the_checks_cannot_tell_apart(chat, fakes):
+    from gateway_app.pipeline.ranking import JUDGE_INSTRUCTION
+
+    server = fakes[0]["openai"]
+    agent_id = agent("judged")
+    await chat.profile(profile(agent_id, provider="openai", model=MODEL["openai"], ranking={
+        "candidates": 3, "judge": {"provider": "openai", "model": "gpt-4o-mini"}}))
+    marker = uuid.uuid4().hex[:6]
+    ask = message(agent_id, content=f"CHOICES:It ships today ({marker}).##Shipping today ({marker}).##Today ({marker}).")
+    await chat.message(ask)
+    reply = (await chat.wait_replies([ask["messageId"]]))[ask["messageId"]][0]
+    judged = [b for b in server.requests if b["messages"][0]["content"] == JUDGE_INSTRUCTION and marker in json.dumps(b)]
+    assert len(judged) == 1 and all(f"Candidate {n}:" in judged[0]["messages"][1]["content"] for n in (1, 2, 3))
+    # The fake judge echoes what it was shown, so the first number it says is 1: the first candidate.
+    assert reply["ranking"]["reason"].startswith("the judge (openai/gpt-4o-mini) chose candidate 0")
+    assert reply["content"] == judged[0]["messages"][1]["content"].split("\n")[1]
+    await chat.wait_for(lambda: len(chat.billing_of(ask["messageId"])) == 2, what="the answers' and the judge's bills")

@@ -83,6 +83,7 @@ class Prompt:
                                 reply_to=results.reply_to)
         window = conversation.window(conv, profile.context, message.message_id, new_input,
                                      continued=results.reply_to if results else None)
+        ctx.window_dropped = window.dropped
         ctx.steering = steer(ctx.signals, profile)
         if profile.language == AUTO_LANGUAGE and not identifier.loaded():
             await asyncio.to_thread(identifier.warm_up)  # once per worker, off the event loop (under a second)

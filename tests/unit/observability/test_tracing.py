@@ -248,7 +248,7 @@ async def test_one_trace_from_the_upstream_producer_through_the_hop_to_the_reply
     assert message.attributes["messaging.destination.name"] == "gateway-agent-events"
     stages = sorted((s for s in finished if s.name.startswith("stage ")), key=lambda s: s.start_time)
     assert [s.name for s in stages] == [f"stage {n}" for n in (
-        "admission", "conversation_turn", "dedupe", "prompt", "moderation_in", "pre_call", "cache",
+        "admission", "conversation_turn", "dedupe", "prompt", "summarize", "moderation_in", "pre_call", "cache",
         "provider_call", "ranking", "post_call", "reply_format", "moderation_out", "sentiment", "settle_usage",
         "outputs")]
     assert all(parent_of(s) == ids(message)[1] for s in stages)

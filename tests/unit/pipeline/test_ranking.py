@@ -61,3 +61,17 @@ def test_ranking_is_refused_with_stream_and_bounded():
         AgentProfile(agent_id="a", version=1, provider="openai", model="m", stream=True, ranking={"candidates": 2})
     with pytest.raises(ValueError):
         AgentProfile(agent_id="a", version=1, provider="openai", model="m", ranking={"candidates": 9})
+
+
+def test_the_judge_sees_the_tied_candidates_and_its_number_is_read():
+    judged_profile = AgentProfile(agent_id="a", version=1, provider="anthropic", model="claude",
+                                  ranking={"candidates": 3, "judge": {"provider": "openai", "model": "gpt-4o-mini"}})
+    assert ranking.tied_best([["pii"], [], [], ["refusal"]]) == [1, 2]
+    asked = ranking.judge_request(judged_profile, "where is my order?", ["It ships today.", "Today."])
+    assert asked.model == "gpt-4o-mini" and asked.system_prompt == ranking.JUDGE_INSTRUCTION and asked.max_tokens == 5
+    assert asked.messages[0].content == ("Candidate 1:\nIt ships today.\n\nCandidate 2:\nToday.\n\n"
+                                         "The user's message:\nwhere is my order?")
+    assert [ranking.judged(a, 2) for a in ("2", "Candidate 1 is best.", "3", "none", "0")] == [1, 0, None, None, None]
+    info = ranking.choose_judged([["pii"], [], []], 2, "openai/gpt-4o-mini")
+    assert info.chosen == 2 and info.reason == ("the judge (openai/gpt-4o-mini) chose candidate 2 of the 2 failing "
+                                                "the fewest checks")
