@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
