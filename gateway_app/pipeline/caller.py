@@ -1,6 +1,9 @@
 """One message's provider calls: targets in order (the profile's provider, then its fallbacks), each
 behind its endpoint's pause, caps and circuit breaker, retried on the policy's schedule, each attempt
 bounded by a timeout (and, streamed, by a time-to-first-token timeout), all within the message deadline.
+
+A little over 300 lines on purpose: the loop, its endpoint gates (this worker's caps or the cluster's
+leases) and its attempt are one flow whose order is the behaviour; split, each part would need the others.
 """
 
 from __future__ import annotations
