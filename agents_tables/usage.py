@@ -236,7 +236,10 @@ def entry_of_billing(event: Mapping[str, Any]) -> Entry:
 
 
 def message_entry(reply: Mapping[str, Any], *, deferred: bool) -> Entry | None:
-    """What a message adds besides its billing events: a failure, a deferral (counted per message)."""
+    """What a message adds besides its billing events: a failure, a deferral (counted per message). An
+    outcome that passed a consultation on (an internal record, no `status`) adds its billing only."""
+    if "status" not in reply:
+        return None
     failed = reply["status"] not in ("ok", "blocked")
     if not failed and not deferred:
         return None

@@ -97,7 +97,8 @@ def faust_app(settings: Settings) -> faust.App:
 COUNTERS = ("answered", "rejected", "blocked", "redelivered", "absorbed", "profiles_applied", "profiles_stale",
             "stages_failed_open", "turns_appended", "conversations_cleared", "cache_hits", "cache_misses",
             "cache_saved_microusd", "cache_expired", "signals_applied", "signals_expired", "moderation_flagged",
-            "moderation_blocked")
+            "moderation_blocked", "consultations_asked", "consultations_refused", "consultations_failed",
+            "consultations_stale")
 
 
 async def graceful_stop(app: faust.App, dispatcher: Dispatcher, grace_seconds: float) -> None:

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     provider_lease_share: float = Field(0.1, gt=0, le=1)
     # An ask the owner has not answered in this long is asked again (its owner may be moving).
     provider_lease_timeout_seconds: float = Field(2.0, gt=0)
+    # Agents consulting agents (profile `collaborators`, pipeline.collaboration): how deep a chain may go
+    # (1: the room's agent may consult, its collaborators may not), how many consultation rounds one
+    # answer may take per agent, and how old a question may be when its collaborator reads it (older:
+    # answered `collaborator_timeout` without a call, so the asker answers alone).
+    collaboration_max_depth: int = Field(2, ge=1, le=8)
+    collaboration_max_rounds: int = Field(3, ge=1, le=16)
+    collaboration_timeout_seconds: float = Field(60.0, gt=0)
 
     @field_validator("moderation_patterns", mode="before")
     @classmethod

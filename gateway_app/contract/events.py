@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from gateway_app.contract.collaboration import CollaborationHop, CollaborationInfo  # noqa: F401  (re-exported)
 from gateway_app.contract.model import CONTRACT_VERSION, _Input, _Output
 from gateway_app.contract.moderation import (  # noqa: F401  (re-exported: the contract in one import)
     CheckRule,
@@ -164,6 +165,14 @@ class ErrorCode(StrEnum):
     MODERATION_TOO_LONG = "moderation_too_long"
     MODERATION_PROVIDER = "moderation_provider"  # the provider's moderation endpoint flagged it
     MODERATION_CHECK_FAILED = "moderation_check_failed"  # a check with fail_mode closed errored or timed out
+    # Collaboration (profile `collaborators`): why a consultation was not asked or not answered. They are
+    # a hop's `error_code` in the reply's `collaboration`; the asking agent answers without that help.
+    COLLABORATOR_TIMEOUT = "collaborator_timeout"  # its collaborator read it after GATEWAY_COLLABORATION_TIMEOUT_SECONDS
+    COLLABORATOR_UNKNOWN = "collaborator_unknown"  # the model named an agent the profile does not list
+    COLLABORATION_LOOP = "collaboration_loop"      # that agent is already in the chain (no agent consults itself)
+    COLLABORATION_DEPTH = "collaboration_depth"    # past GATEWAY_COLLABORATION_MAX_DEPTH hops from the room's agent
+    COLLABORATION_ROUNDS = "collaboration_rounds"  # past GATEWAY_COLLABORATION_MAX_ROUNDS rounds for one answer
+    COLLABORATION_INVALID_CALL = "collaboration_invalid_call"  # consult_agent arguments without agent_id / question
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
 
 
@@ -223,6 +232,7 @@ class MessageReply(_Output):
     language: str | None = None   # the language the model was asked to answer in (profile `language`)
     sentiment: SentimentInfo | None = None  # profile `post_processing: ["sentiment"]`
     ranking: RankingInfo | None = None      # profile `ranking`: the candidates drawn and the one chosen
+    collaboration: CollaborationInfo | None = None  # profile `collaborators`: the agents consulted for it
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -273,6 +283,10 @@ class BillingEvent(_Output):
     saved_input_tokens: int = 0
     saved_output_tokens: int = 0
     saved_cost_usd: str | None = None
+    # Collaboration: a call made to answer another agent's consultation names that agent; every call of
+    # a consultation chain names the room's message the chain answers (`message_id` is the hop's own).
+    consulted_by: str | None = None
+    root_message_id: str | None = None
     contract_version: Literal[1] = CONTRACT_VERSION
 
 

@@ -55,3 +55,14 @@ def summary_billing_id(message_id: str) -> str:
 
 def moderation_billing_id(message_id: str, index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:moderation:{index}"))
+
+
+def consultation_id(asking_turn: str, tool_call_id: str) -> str:
+    """A collaborator's message id for one consult call of an agent's turn: the same on every redelivery,
+    so the collaborator answers it once."""
+    return str(uuid.uuid5(_NAMESPACE, f"consultation:{asking_turn}:{tool_call_id}"))
+
+
+def consulted_id(asking_turn: str) -> str:
+    """The id of the results of a turn's consultations (the asker's turn for them)."""
+    return str(uuid.uuid5(_NAMESPACE, f"consulted:{asking_turn}"))

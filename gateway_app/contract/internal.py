@@ -5,7 +5,8 @@ change takes effect at an exact point in that agent's stream, and table rows and
 read them always live on the same partition.
 
 A record is a discriminated union on `kind` (message | tool results | profile | profile deleted |
-conversation cleared | cache expired), decoded once with its typed payload. The last two are also
+conversation cleared | cache expired | moderation signal | signals expired | consultation | consulted),
+decoded once with its typed payload. The last two are also
 written by the gateway itself (its sweep of idle rooms and expired cache entries), so that every table
 write happens at the owner, at an exact point of the agent's stream. The bytes on the topic are `{"kind", "agent_id", "payload", "origin"}` with the payload in
 snake_case, as the intake wrote them since contract v1.
@@ -13,18 +14,21 @@ snake_case, as the intake wrote them since contract v1.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from functools import cached_property
 
+from gateway_app.contract.collaboration import Consultation, Consulted
 from gateway_app.contract.events import (
     AgentProfile,
     AgentProfileDeleted,
     ConversationCleared,
     MessageCreated,
     ModerationSignal,
+    ToolResult,
     ToolResults,
 )
 
@@ -79,6 +83,42 @@ class ToolResultsRecord(_Record):
                               created_at=event.created_at, metadata=event.metadata)
 
 
+class ConsultationRecord(_Record):
+    """A question from another agent (contract.collaboration): answered like a message, not to the room."""
+
+    kind: Literal["consultation"] = "consultation"
+    payload: Consultation
+
+    @cached_property
+    def as_message(self) -> MessageCreated:
+        event = self.payload
+        return MessageCreated(message_id=event.consultation_id, agent_id=event.agent_id, room_id=event.room_id,
+                              user_id=event.user_id, content=event.call.question,
+                              metadata={"consulted_by": event.asked_by})
+
+
+class ConsultedRecord(_Record):
+    """The answers to an agent's consultations: its `consult_agent` calls' results."""
+
+    kind: Literal["consulted"] = "consulted"
+    payload: Consulted
+
+    @cached_property
+    def as_tool_results(self) -> ToolResults:
+        event = self.payload
+        results = [ToolResult(tool_call_id=r.tool_call_id, content=r.content, is_error=r.is_error)
+                   for r in event.gathered]
+        return ToolResults(message_id=event.message_id, reply_to=event.reply_to, agent_id=event.agent_id,
+                           room_id=event.room_id, user_id=event.user_id, results=results)
+
+    @cached_property
+    def as_message(self) -> MessageCreated:
+        text = "\n".join(result.content for result in self.payload.gathered)
+        event = self.payload
+        return MessageCreated(message_id=event.message_id, agent_id=event.agent_id, room_id=event.room_id,
+                              user_id=event.user_id, content=text if text.strip() else "(empty answers)")
+
+
 class ConversationClearedRecord(_Record):
     kind: Literal["conversation_cleared"] = "conversation_cleared"
     payload: ConversationCleared
@@ -119,11 +159,13 @@ class SignalsExpiredRecord(_Record):
 
 
 AnyAgentEvent = Union[MessageRecord, ToolResultsRecord, ProfileRecord, ProfileDeletedRecord,
-                      ConversationClearedRecord, CacheExpiredRecord, SignalRecord, SignalsExpiredRecord]
+                      ConversationClearedRecord, CacheExpiredRecord, SignalRecord, SignalsExpiredRecord,
+                      ConsultationRecord, ConsultedRecord]
 AgentEvent = Annotated[AnyAgentEvent, Field(discriminator="kind")]
 AGENT_EVENT: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 # What the pipeline answers (a reply per record); the other kinds change tables only.
-Answerable = MessageRecord | ToolResultsRecord
+Answerable = MessageRecord | ToolResultsRecord | ConsultationRecord | ConsultedRecord
+ANSWERABLE = (MessageRecord, ToolResultsRecord, ConsultationRecord, ConsultedRecord)
 
 
 def decode_agent_event(raw: bytes) -> AnyAgentEvent:
@@ -134,6 +176,15 @@ def decode_agent_event(raw: bytes) -> AnyAgentEvent:
 def encode_agent_event(record: AnyAgentEvent) -> bytes:
     # by_alias=False: the payload goes out in snake_case, whatever case the input used.
     return record.model_dump_json().encode()
+
+
+def internal_key(line: bytes) -> str | None:
+    """The agent an outcome's first line goes to, when it is an internal record (a consultation, or the
+    answer to one) rather than a reply to the room. Internal records begin with their `agent_id` (their
+    first field); a reply begins with `reply_id`."""
+    if not line.startswith(b'{"agent_id":'):
+        return None
+    return json.loads(line)["agent_id"]
 
 
 # ---- `gateway-room-events` (key: room id): where the room -> agents index lives -------------------

@@ -129,6 +129,19 @@ class ResponseFormat(_Input):
 
 
 
+MAX_COLLABORATORS = 8
+CONSULT_TOOL = "consult_agent"  # the tool the gateway adds for `tool` collaborators (a name profiles cannot use)
+
+
+class CollaboratorSpec(_Input):
+    """Another agent this one works with. `tool`: the model may ask it a question through the
+    `consult_agent` tool; `always`: it drafts an answer to every message first, and this agent refines it."""
+
+    agent_id: str = Field(min_length=1, max_length=256)
+    when: Literal["always", "tool"] = "tool"
+    description: str = Field(default="", max_length=500)  # what it knows, told to the model in the tool
+
+
 AUTO_LANGUAGE = "auto"
 
 
@@ -193,6 +206,22 @@ class AgentProfile(_Input):
     ranking: RankingSpec | None = None
     # Spending limits per day and month, reserved before each call (absent: no limit; billing still counts).
     budget: BudgetSpec | None = None
+    # Agents this one consults (pipeline.collaboration): each question is a message on the other agent's
+    # partition, so its profile, limits, budget and conversation apply; each hop is billed to its agent.
+    collaborators: list[CollaboratorSpec] = Field(default_factory=list, max_length=MAX_COLLABORATORS)
+
+    @model_validator(mode="after")
+    def _collaborators(self) -> "AgentProfile":
+        ids = [c.agent_id for c in self.collaborators]
+        if self.agent_id in ids:
+            raise ValueError("an agent cannot be its own collaborator")
+        if len(set(ids)) != len(ids):
+            raise ValueError("collaborators name an agent twice")
+        if sum(c.when == "always" for c in self.collaborators) > 1:
+            raise ValueError("at most one collaborator can be `always` (it drafts every answer)")
+        if self.collaborators and any(t.function.name == CONSULT_TOOL for t in self.tools):
+            raise ValueError(f"the tool name {CONSULT_TOOL!r} is the gateway's own when collaborators are set")
+        return self
 
     @model_validator(mode="after")
     def _ranking_without_stream(self) -> "AgentProfile":

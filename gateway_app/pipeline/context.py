@@ -19,9 +19,11 @@ from gateway_app.contract.events import BillingEvent, ModerationEvent, RankingIn
 from gateway_app.contract.moderation import Verdict
 from gateway_app.moderation.steering import NOTHING, Steering
 from gateway_app.observability.tracing import TraceState
-from gateway_app.contract.internal import Answerable, MessageRecord, Origin
+from gateway_app.contract.collaboration import CollaborationHop
+from gateway_app.contract.internal import Answerable, ConsultedRecord, MessageRecord, Origin, ToolResultsRecord
 from gateway_app.pipeline.acker import AckSlot
 from gateway_app.pipeline.caller import Answer, CallLog
+from gateway_app.pipeline.collaboration import Position, position_of
 from gateway_app.pipeline.turns import Ticket
 from gateway_app.providers.base import ChatRequest, ChatResult
 
@@ -105,6 +107,15 @@ class MessageContext:
     usage_plan: object | None = None  # what the outcome adds to the usage rows (pipeline.usage.Plan)
     copy_in_flight: bool = False  # another copy of this message was in progress when it was read
     rerun: str | None = None  # this input record's origin, when the message had failed before (a replay)
+    # Collaboration: where the answer stands in its chain of consultations (read from the record), the
+    # consultations refused on the way that travel no further (for the reply), and whether this run
+    # passed its answer on to a collaborator instead of answering (stages.collaborate).
+    position: Position = field(init=False, repr=False)
+    extra_hops: list[CollaborationHop] = field(default_factory=list)
+    delegated: bool = False
+
+    def __post_init__(self) -> None:
+        self.position = position_of(self.record)
 
     @property
     def message(self) -> MessageCreated:
@@ -114,7 +125,24 @@ class MessageContext:
     @property
     def tool_results(self) -> ToolResults | None:
         record = self.record
-        return None if isinstance(record, MessageRecord) else record.payload
+        if isinstance(record, ConsultedRecord):
+            return record.as_tool_results
+        return record.payload if isinstance(record, ToolResultsRecord) else None
+
+    @property
+    def internal(self) -> bool:
+        """The answer goes back to the agent that consulted this one, not to the room (nothing streamed)."""
+        return self.position.consultation is not None
+
+    @property
+    def room_message(self) -> MessageCreated:
+        """The message as the room knows it: the results of consultations answer the user's message."""
+        message, root = self.message, self.position.frame.message_id
+        return message if message.message_id == root else message.model_copy(update={"message_id": root})
+
+    @property
+    def hops(self) -> list[CollaborationHop]:
+        return [*self.position.hops, *self.extra_hops]
 
     @property
     def origin(self) -> Origin:

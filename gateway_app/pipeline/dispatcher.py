@@ -28,13 +28,12 @@ from pydantic import ValidationError
 from agents_tables.outcomes import Redelivery, origin_key, redelivery
 from gateway_app.contract.events import ErrorCode, ReplyStatus
 from gateway_app.contract.internal import (
+    ANSWERABLE,
     Answerable,
     CacheExpiredRecord,
     ConversationClearedRecord,
-    MessageRecord,
     SignalRecord,
     SignalsExpiredRecord,
-    ToolResultsRecord,
     decode_agent_event,
 )
 from gateway_app.errors import Rejected
@@ -82,7 +81,7 @@ class Dispatcher:
             log.error("flow.bad_internal_record partition=%s offset=%s error=%s", partition, event.message.offset, exc)
             self.acker.done(partition, self.acker.track(partition, event))
             return
-        if isinstance(record, (MessageRecord, ToolResultsRecord)):
+        if isinstance(record, ANSWERABLE):  # messages, tool results, consultations and their answers
             resets = self.resets
             await self._wait_for_capacity()  # profiles never wait: parked messages may need them
             if self.resets != resets:

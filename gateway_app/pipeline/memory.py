@@ -73,8 +73,8 @@ class Memory:
 
     def _cache(self, ctx: MessageContext) -> None:
         profile = ctx.require_profile()
-        if profile.cache is None or ctx.cache_key is None or ctx.cache_hit is not None:
-            return
+        if profile.cache is None or ctx.cache_key is None or ctx.cache_hit is not None or ctx.delegated:
+            return  # (a run that asked a collaborator has no answer of its own to keep)
         bills = [self.services.prices.cost(a.target.provider, a.target.model, a.result.usage.input_tokens,
                                            a.result.usage.output_tokens, a.result.usage.cached_input_tokens)
                  for a in ctx.answers]

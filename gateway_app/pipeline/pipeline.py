@@ -1,8 +1,8 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
-    admission -> conversation turn -> dedupe -> prompt -> summarize -> moderation in -> pre-call checks -> cache
-              -> provider call -> ranking -> post-call checks -> reply format -> moderation out -> sentiment
-              -> settle usage -> outputs
+    admission -> conversation turn -> dedupe -> collaboration in -> prompt -> summarize -> moderation in
+              -> pre-call checks -> cache -> draft -> provider call -> ranking -> collaborate
+              -> post-call checks -> reply format -> moderation out -> sentiment -> settle usage -> outputs
               (then the dispatcher acks, in offset order)
 
 Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
@@ -27,6 +27,7 @@ from gateway_app.pipeline.stage import Finished, Services, Stage
 from gateway_app.pipeline.stages.admission import Admission, ConversationTurn, SettleUsage
 from gateway_app.pipeline.stages.cache import ResponseCache
 from gateway_app.pipeline.stages.checks import PostCallChecks, PreCallChecks
+from gateway_app.pipeline.stages.collaborate import Collaborate, CollaborationIn, Delegation, Draft
 from gateway_app.pipeline.stages.dedupe import Dedupe
 from gateway_app.pipeline.stages.moderation import Checking, ModerationIn, ModerationOut, StreamGate
 from gateway_app.pipeline.stages.outputs import FailureOutputs, Outputs
@@ -43,17 +44,21 @@ log = logging.getLogger(__name__)
 def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
     checking = Checking(services)
     call, outputs = ProviderCall(services, StreamGate(services, checking).pipe_for), Outputs(services)
+    delegation = Delegation(services, outputs)
     stages: list[Stage] = [
         Admission(services),
         ConversationTurn(services),
         Dedupe(services),
+        CollaborationIn(services),
         Prompt(services),
         Summarize(services, call),
         ModerationIn(services, checking),
         PreCallChecks(services),
         ResponseCache(services),
+        Draft(services, delegation),
         call,
         Ranking(services, checking, call),
+        Collaborate(services, delegation),
         PostCallChecks(services, call),
         ReplyFormat(services, call),
         ModerationOut(services, checking, call),

@@ -10,6 +10,7 @@ from gateway_app.contract import ids
 from gateway_app.contract.events import (
     AgentProfile,
     BillingEvent,
+    CollaborationInfo,
     DeadLetter,
     ErrorCode,
     ErrorInfo,
@@ -64,7 +65,8 @@ def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult,
              notes: list[StageNote], latency_ms: int, attempts: int, *, reply_to: str | None = None,
              cached: CachedAnswer | None = None, truncated: bool = False,
              moderation: ModerationInfo | None = None, language: str | None = None,
-             sentiment: SentimentInfo | None = None, ranking: RankingInfo | None = None) -> MessageReply:
+             sentiment: SentimentInfo | None = None, ranking: RankingInfo | None = None,
+             collaboration: CollaborationInfo | None = None) -> MessageReply:
     """`answer` is the provider answer the result came from; None when a stage answered (a cache hit
     names the provider and model whose answer it kept)."""
     target = answer.target if answer else None
@@ -76,16 +78,18 @@ def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult,
                   finish_reason=result.finish_reason, provider_request_id=result.request_id,
                   tool_calls=[ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls],
                   stages=list(notes), reply_to=reply_to, cache_hit=cached is not None, truncated=truncated,
-                  moderation=moderation, language=language, sentiment=sentiment, ranking=ranking)
+                  moderation=moderation, language=language, sentiment=sentiment, ranking=ranking,
+                  collaboration=collaboration)
 
 
 def failed_reply(message: MessageCreated, profile: AgentProfile | None, *, status: ReplyStatus, code: ErrorCode,
                  reason: str, latency_ms: int = 0, attempts: int = 0,
                  notes: list[StageNote] | None = None, reply_to: str | None = None,
-                 moderation: ModerationInfo | None = None) -> MessageReply:
+                 moderation: ModerationInfo | None = None,
+                 collaboration: CollaborationInfo | None = None) -> MessageReply:
     return _reply(message, profile, content="", status=status, error=ErrorInfo(code=code, message=reason),
                   usage=Usage(), latency_ms=latency_ms, attempts=attempts, stages=list(notes or ()),
-                  reply_to=reply_to, moderation=moderation)
+                  reply_to=reply_to, moderation=moderation, collaboration=collaboration)
 
 
 def rejected_input_reply(*, message_id: str, agent_id: str, room_id: str, user_id: str | None, code: ErrorCode,

@@ -22,6 +22,10 @@ A request with tools whose last message starts with `TOOL:` is answered with a c
 with the arguments `TOOL_ARGUMENTS` (streamed: the arguments in two pieces). A tool result saying
 `TOOL:` asks for another call, as a model may ask for more tools.
 
+A request offering the gateway's `consult_agent` tool whose last message is `CONSULT:<agent_id>:<question>`
+is answered with a call of `consult_agent` asking that agent that question (the OpenAI fake); several
+`CONSULT:` parts joined by `&&` ask several agents in one answer.
+
 `FAULT@<server>:<fault>` applies only on the server of that name (e.g. `FAULT@openai:503`) and is
 answered normally by the others: a fallback behind a failing provider can then answer the same message.
 
@@ -64,6 +68,20 @@ def wants_tool(body: dict[str, Any], last: str) -> str | None:
         return None
     first = tools[0]
     return first.get("function", first)["name"]
+
+
+def tool_calls_wanted(body: dict[str, Any], last: str) -> list[tuple[str, str]]:
+    """The (name, arguments) of each tool call the request asks for: `CONSULT:` calls of consult_agent,
+    else `TOOL:`'s call of the first tool with `TOOL_ARGUMENTS`; none otherwise."""
+    offered = {t.get("function", t)["name"] for t in body.get("tools") or []}
+    if last.startswith("CONSULT:") and "consult_agent" in offered:
+        calls = []
+        for part in last.split("&&"):
+            agent_id, _, question = part.strip()[len("CONSULT:"):].partition(":")
+            calls.append(("consult_agent", json.dumps({"agent_id": agent_id, "question": question})))
+        return calls
+    tool = wants_tool(body, last)
+    return [(tool, TOOL_ARGUMENTS)] if tool is not None else []
 
 
 def content_text(content: Any) -> str:

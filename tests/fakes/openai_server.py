@@ -50,8 +50,8 @@ from tests.fakes.base import (
     content_text,
     parse_fault,
     sse_event,
+    tool_calls_wanted,
     tool_sequence_problem,
-    wants_tool,
     word_pieces,
     words,
 )
@@ -190,9 +190,9 @@ class FakeOpenAI(FakeServer):
         text = self.answer_text(self.answer_prefix, last, users)
         usage = self.usage(body, text)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        tool = wants_tool(body, last)
-        if tool is not None:
-            return await self.tool_answer(request, body, completion_id, tool, usage)
+        calls = tool_calls_wanted(body, last)
+        if calls:
+            return await self.tool_answer(request, body, completion_id, calls, usage)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self.sse(request, fault, self.chunks(completion_id, body["model"], text, usage,
@@ -206,26 +206,30 @@ class FakeOpenAI(FakeServer):
         }
         return await self.json_answer(request, fault, completion, self.headers())
 
-    async def tool_answer(self, request: web.Request, body: dict[str, Any], completion_id: str, tool: str,
-                          usage: dict[str, Any]) -> web.StreamResponse:
-        call_id = f"call_{uuid.uuid4().hex[:12]}"
+    async def tool_answer(self, request: web.Request, body: dict[str, Any], completion_id: str,
+                          wanted: list[tuple[str, str]], usage: dict[str, Any]) -> web.StreamResponse:
+        ids = [f"call_{uuid.uuid4().hex[:12]}" for _ in wanted]
         envelope = {"id": completion_id, "created": int(time.time()), "model": body["model"]}
         if not body.get("stream"):
-            call = {"id": call_id, "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+            calls = [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                     for call_id, (name, arguments) in zip(ids, wanted)]
             return web.json_response({
                 **envelope, "object": "chat.completion", "usage": usage, **self.extra_body(),
                 "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls", **self.extra_choice(),
-                             "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}}],
+                             "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}}],
             }, headers=self.headers())
 
         def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
             choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
             return sse_event({**envelope, "object": "chat.completion.chunk", "choices": choices, **extra})
 
-        start = {"index": 0, "id": call_id, "type": "function", "function": {"name": tool, "arguments": ""}}
-        events = [chunk({"role": "assistant", "content": None, "tool_calls": [start]})]
-        events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-                   for piece in TOOL_ARGUMENT_PIECES]
+        events = [chunk({"role": "assistant", "content": None})]
+        for index, (call_id, (name, arguments)) in enumerate(zip(ids, wanted)):
+            start = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            pieces = TOOL_ARGUMENT_PIECES if arguments == TOOL_ARGUMENTS else \
+                [arguments[:len(arguments) // 2], arguments[len(arguments) // 2:]]
+            events.append(chunk({"tool_calls": [start]}))
+            events += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}) for piece in pieces]
         events += [chunk({}, "tool_calls"), chunk(None, usage=usage), sse_event("[DONE]")]
         return await self.sse(request, None, events, self.headers())
 

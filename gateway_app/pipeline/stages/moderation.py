@@ -252,7 +252,7 @@ class StreamGate:
         spec = profile.moderation.provider
         actions = {rule.action for rule in rules.values()} | {rule.then for rule in rules.values()}
         if not needs_holding(actions, spec is not None and "output" in spec.on):
-            return ChunkPipe(self.publisher, ctx.message)
+            return ChunkPipe(self.publisher, ctx.room_message)
         strong = {name: rule for name, rule in rules.items() if name in SENTENCE_CHECKS and rule.action in STRONG}
         settings = self.checking.check_settings.for_profile(profile)
 
@@ -266,7 +266,7 @@ class StreamGate:
                 released = mask_text(released, settings, [result.check])
             return released
 
-        return HeldPipe(self.publisher, ctx.message, check)
+        return HeldPipe(self.publisher, ctx.room_message, check)
 
 
 async def end_stream(ctx: MessageContext, *, blocked: bool, failed: bool = False) -> None:

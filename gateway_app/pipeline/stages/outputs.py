@@ -19,10 +19,11 @@ import time
 
 from agents_tables.outcomes import Outcome, origin_key
 from gateway_app.contract import ids
+from gateway_app.contract.internal import ConsultedRecord, encode_agent_event, internal_key
 from gateway_app.errors import GatewayError, ModerationBlocked
 from gateway_app.moderation import records as moderation_records
 from gateway_app.observability import tracing
-from gateway_app.pipeline import records
+from gateway_app.pipeline import collaboration, records
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.plugin_runner import run_plugin, stages_at
 from gateway_app.pipeline.stage import Services
@@ -49,16 +50,17 @@ class Outputs:
         profile, result = ctx.require_profile(), ctx.result
         if result is None:
             raise RuntimeError("outputs ran without an answer")
-        reply = records.ok_reply(ctx.message, profile, result, None if ctx.stage_answer else ctx.answer,
+        reply = records.ok_reply(ctx.room_message, profile, result, None if ctx.stage_answer else ctx.answer,
                                  ctx.notes, ctx.latency_ms(), ctx.attempts, reply_to=reply_to(ctx),
                                  cached=ctx.cache_hit, truncated=ctx.truncated,
                                  moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts),
-                                 language=ctx.reply_language, sentiment=ctx.sentiment, ranking=ctx.ranking)
+                                 language=ctx.reply_language, sentiment=ctx.sentiment, ranking=ctx.ranking,
+                                 collaboration=collaboration.info(ctx.hops))
         for spec, options in stages_at(self.services.plugins, profile, "outputs"):
             seen = StageInput(ctx.message, profile, ctx.require_request(), options, result=result, reply=reply)
             await run_plugin(spec, seen, ctx, self.services.counters)
         await end_stream(ctx, blocked=any(v.action == "replace" for v in ctx.verdicts))
-        outcome = self.outcome(ctx, encode(reply), answered=True)
+        outcome = self.outcome(ctx, answer_back(ctx, result.text) or encode(reply), answered=True)
         await self.send(ctx, outcome, remember=lambda: self.memory.remember(ctx, outcome))
         self.services.counters["answered"] += 1
         self.services.metrics.reply(reply.status)
@@ -70,6 +72,7 @@ class Outputs:
         if ctx.cache_hit is not None:
             bills.append(records.cache_billing(ctx.message, ctx.cache_hit, self.services.prices))
         bills += ctx.extra_billing
+        bills = hop_billing(ctx, bills)
         if ctx.rerun is not None:  # new calls of a message that had failed: not the failed run's ids
             bills = [bill.model_copy(update={"event_id": ids.rerun_billing_id(bill.event_id, ctx.rerun)})
                      for bill in bills]
@@ -107,14 +110,41 @@ def finished(services: Services, ctx: MessageContext, status) -> None:
 
 
 def reply_to(ctx: MessageContext) -> str | None:
+    if isinstance(ctx.record, ConsultedRecord):
+        return None  # the reply answers the user's message; the consultations were the gateway's own
     results = ctx.tool_results
     return results.reply_to if results is not None else None
 
 
+def answer_back(ctx: MessageContext, text: str, error: tuple[str, str] | None = None) -> bytes | None:
+    """For an answer to another agent's consultation: the record that passes it on (to the asker, or to
+    its next collaborator to ask) instead of a reply to the room. None for the room's answers."""
+    asked = ctx.position.consultation
+    if asked is None:
+        return None
+    record = collaboration.answered(asked, ctx.hops, text, error=error, origin=ctx.origin,
+                                    now_ms=int(time.time() * 1000))
+    return encode_agent_event(record)
+
+
+def hop_billing(ctx: MessageContext, bills: list) -> list:
+    """Every call of a consultation chain names the room's message; a collaborator's, who asked it."""
+    root, asked = ctx.position.frame.message_id, ctx.position.consultation
+    if root == ctx.message.message_id and asked is None and not ctx.delegated:
+        return bills  # no chain: a message answered on its own
+    update = {"root_message_id": root, "consulted_by": asked.asked_by if asked is not None else None}
+    return [bill.model_copy(update=update) for bill in bills]
+
+
 async def send_outcome(publisher: Publisher, ctx: MessageContext, outcome: Outcome) -> list:
-    """Hand the outcome's records to the producer, in order; returns their deliveries."""
+    """Hand the outcome's records to the producer, in order; returns their deliveries. The first is the
+    reply, or (collaboration) an internal record for the agent it names."""
     headers = tracing.headers_of(ctx.trace)
-    deliveries = [await publisher.send_reply_bytes(ctx.message.room_id, outcome.reply, headers)]
+    agent = internal_key(outcome.reply)
+    if agent is not None:
+        deliveries = [await publisher.forward(agent, outcome.reply, headers)]
+    else:
+        deliveries = [await publisher.send_reply_bytes(ctx.message.room_id, outcome.reply, headers)]
     for bill in outcome.billing:
         deliveries.append(await publisher.send_billing_bytes(ctx.message.agent_id, bill, headers))
     return deliveries
@@ -134,10 +164,18 @@ class FailureOutputs:
         settle(ctx, self.services.stores)
         # A held stream never ends as if its answer had been published: blocked says so, an error ends it.
         await end_stream(ctx, blocked=True, failed=error.dead_letter)
-        reply = records.failed_reply(ctx.message, ctx.profile, status=error.reply_status, code=error.code,
+        reply = records.failed_reply(ctx.room_message, ctx.profile, status=error.reply_status, code=error.code,
                                      reason=error.reason, latency_ms=ctx.latency_ms(),
                                      attempts=ctx.attempts, notes=ctx.notes, reply_to=reply_to(ctx),
-                                     moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts))
+                                     moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts),
+                                     collaboration=collaboration.info(ctx.hops))
+        passed_on = answer_back(ctx, "", (str(error.code), error.reason))
+        if passed_on is not None:  # the asker answers without this agent's help: no room reply, no DLQ
+            await self.outputs.send(ctx, self.outputs.outcome(ctx, passed_on, answered=True))
+            self.services.counters["consultations_failed"] += 1
+            self.services.metrics.reply(error.reply_status, error.code)
+            finished(self.services, ctx, error.reply_status)
+            return
         outcome = self.outputs.outcome(ctx, encode(reply), answered=not error.dead_letter)
         if not error.dead_letter:
             await self.outputs.send(ctx, outcome)

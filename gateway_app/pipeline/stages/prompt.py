@@ -16,7 +16,7 @@ from gateway_app.contract.events import AgentProfile
 from gateway_app.contract.profile import AUTO_LANGUAGE
 from gateway_app.moderation import language as identifier
 from gateway_app.moderation.steering import NOTHING, Steering, penalty_for, steer, temperature
-from gateway_app.pipeline import conversation, formats, languages
+from gateway_app.pipeline import collaboration, conversation, formats, languages
 from gateway_app.pipeline.context import MessageContext
 from gateway_app.pipeline.stage import Services
 from gateway_app.providers.base import ChatMessage, ChatRequest
@@ -27,12 +27,14 @@ def keeps_context(profile: AgentProfile) -> bool:
 
 
 def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...], steering: Steering = NOTHING,
-                  language_instruction: str | None = None) -> ChatRequest:
+                  language_instruction: str | None = None, refine_instruction: str | None = None) -> ChatRequest:
     """The request, steered by the room's active signals (adaptive prompting: instructions in the system
     prompt, a temperature raise within the provider's range, penalties where it has them, a shorter or
-    longer answer), and asking for the profile's language."""
+    longer answer), asking for the profile's language, with the `consult_agent` tool when the profile
+    has collaborators (and, after a collaborator's draft, what to do with it)."""
     reply_format = profile.response_format
-    parts = [profile.system_prompt, language_instruction, *steering.instructions]
+    parts = [profile.system_prompt, language_instruction, refine_instruction, *steering.instructions]
+    consult = collaboration.consult_tool(profile)
     if reply_format.type == "json":  # also where the provider has a JSON mode (some want it said in words)
         parts.append(formats.json_instruction(reply_format.json_schema))
     penalty = penalty_for(profile.provider, steering.penalty)
@@ -46,7 +48,8 @@ def build_request(profile: AgentProfile, messages: tuple[ChatMessage, ...], stee
         frequency_penalty=penalty,
         presence_penalty=penalty,
         stop=tuple(profile.stop),
-        tools=tuple({"type": "function", "function": tool.function.model_dump()} for tool in profile.tools),
+        tools=tuple({"type": "function", "function": tool.function.model_dump()} for tool in profile.tools)
+        + ((consult,) if consult is not None else ()),
         options=profile.options,
         response_format="json" if reply_format.type == "json" else "text",
         json_schema=reply_format.json_schema,
@@ -89,6 +92,7 @@ class Prompt:
             await asyncio.to_thread(identifier.warm_up)  # once per worker, off the event loop (under a second)
         ctx.reply_language, language_instruction = languages.for_message(profile.language,
                                                                          users_words(message.content, results, conv))
-        ctx.request = build_request(profile, window.messages, ctx.steering, language_instruction)
+        ctx.request = build_request(profile, window.messages, ctx.steering, language_instruction,
+                                    collaboration.refine_instruction(ctx.record))
         ctx.prompt_estimate = conversation.prompt_estimate(ctx.request.system_prompt, window.messages)
         ctx.input_estimate = sum(conversation.raw_estimate(m) for m in new_input)

@@ -47,7 +47,7 @@ class ProviderCall:
         self.publisher: Publisher = services.publisher
         self.credentials = services.credentials
         # How a streamed answer's chunks go out (moderation may hold them: moderation.gate).
-        self.pipes: PipeFactory = pipes or (lambda ctx: ChunkPipe(self.publisher, ctx.message))
+        self.pipes: PipeFactory = pipes or (lambda ctx: ChunkPipe(self.publisher, ctx.room_message))
 
     async def run(self, ctx: MessageContext) -> None:
         if ctx.stage_answer is None:
@@ -57,7 +57,8 @@ class ProviderCall:
         """One more answer from the provider (the first, or a regeneration), appended to the context.
         Raises `CallFailed` when every target failed."""
         profile, request = ctx.require_profile(), ctx.require_request()
-        pipe = self.pipes(ctx) if profile.stream else None
+        # An answer to another agent's consultation is not the room's: nothing of it is streamed there.
+        pipe = self.pipes(ctx) if profile.stream and not ctx.internal else None
         if isinstance(pipe, HeldPipe):
             await self.hold(ctx, pipe)
             pipe = None  # the outputs end it, once the whole answer was checked

@@ -248,9 +248,9 @@ async def test_one_trace_from_the_upstream_producer_through_the_hop_to_the_reply
     assert message.attributes["messaging.destination.name"] == "gateway-agent-events"
     stages = sorted((s for s in finished if s.name.startswith("stage ")), key=lambda s: s.start_time)
     assert [s.name for s in stages] == [f"stage {n}" for n in (
-        "admission", "conversation_turn", "dedupe", "prompt", "summarize", "moderation_in", "pre_call", "cache",
-        "provider_call", "ranking", "post_call", "reply_format", "moderation_out", "sentiment", "settle_usage",
-        "outputs")]
+        "admission", "conversation_turn", "dedupe", "collaboration_in", "prompt", "summarize", "moderation_in",
+        "pre_call", "cache", "draft", "provider_call", "ranking", "collaborate", "post_call", "reply_format",
+        "moderation_out", "sentiment", "settle_usage", "outputs")]
     assert all(parent_of(s) == ids(message)[1] for s in stages)
     chat = one(spans, "chat gpt-4o-mini")
     assert chat.kind is SpanKind.CLIENT and parent_of(chat) == ids(one(spans, "stage provider_call"))[1]
