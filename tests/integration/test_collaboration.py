@@ -4,7 +4,8 @@ on the OpenAI fake (whose `CONSULT:<agent>:<question>` makes the model call `con
 - `tool`: the room's agent asks a collaborator through the tool, and answers with its answer (streamed);
 - `always`: the collaborator drafts first, the agent refines it (one call of its own);
 - a collaborator that cannot answer (disabled) leaves the agent answering alone, said in the reply;
-- a loop (A asks B, B asks A) is cut, and the chain still answers.
+- a loop (A asks B, B asks A) is cut, and the chain still answers;
+- an agent that keeps consulting is stopped after GATEWAY_COLLABORATION_MAX_ROUNDS (3) rounds.
 
 Every hop is billed to the agent that made it, with the room's message id; the room sees one reply per
 message, nothing of the collaborators' own answers."""
@@ -47,8 +48,9 @@ async def test_agents_consult_each_other(cluster_factory, openai_fake):
     worker = cluster.worker()
     worker.wait_ready()
     tag = uuid.uuid4().hex[:6]
-    a_tool, b_tool, a_always, b_always, a_fail, b_fail, a_loop, b_loop = (
-        f"{n}-{tag}" for n in ("atool", "btool", "aalways", "balways", "afail", "bfail", "aloop", "bloop"))
+    a_tool, b_tool, a_always, b_always, a_fail, b_fail, a_loop, b_loop, a_more, b_more = (
+        f"{n}-{tag}" for n in ("atool", "btool", "aalways", "balways", "afail", "bfail", "aloop", "bloop", "amore",
+                               "bmore"))
     profiles = [
         agent(a_tool, {"agentId": b_tool, "when": "tool", "description": "knows parcels"}, stream=True),
         agent(b_tool, context={"maxTurns": 10}),
@@ -58,12 +60,16 @@ async def test_agents_consult_each_other(cluster_factory, openai_fake):
         agent(b_fail, enabled=False),
         agent(a_loop, {"agentId": b_loop}),
         agent(b_loop, {"agentId": a_loop}),
+        agent(a_more, {"agentId": b_more}),
+        agent(b_more),
     ]
     msgs = {
         "tool": message(a_tool, room_id=f"r-{tag}", content=f"CONSULT:{b_tool}:When does parcel 7 arrive?"),
         "always": message(a_always, room_id=f"r-{tag}", content="Write a greeting for Ana"),
         "fail": message(a_fail, room_id=f"r-{tag}", content=f"CONSULT:{b_fail}:Are you there?"),
         "loop": message(a_loop, room_id=f"r-{tag}", content=f"CONSULT:{b_loop}:CONSULT:{a_loop}:round and round"),
+        # B answers each question with the next one (`REPLY:`), so A's every answer asks B once more.
+        "more": message(a_more, room_id=f"r-{tag}", content=f"CONSULT:{b_more}:" + f"REPLY:CONSULT:{b_more}:" * 3 + "x"),
     }
     async with Chat(cluster.deployment) as chat:
         for value in profiles:
@@ -131,3 +137,11 @@ async def test_agents_consult_each_other(cluster_factory, openai_fake):
     assert (answered["agent_id"], answered["status"], answered["depth"]) == (b_loop, "ok", 1)
     assert "is already in this chain" in reply["loop"]["content"]
     assert len(requests_of(server, f"You are {a_loop}.")) == 2 and len(requests_of(server, f"You are {b_loop}.")) == 2
+
+    # more: three rounds, then the fourth answer's consult_agent call is dropped, and the reply says so.
+    assert len(requests_of(server, f"You are {a_more}.")) == 4 and len(requests_of(server, f"You are {b_more}.")) == 3
+    assert [h["status"] for h in reply["more"]["collaboration"]["consulted"]] == ["ok", "ok", "ok", "refused"]
+    assert reply["more"]["collaboration"]["consulted"][-1]["error_code"] == "collaboration_rounds"
+    assert reply["more"]["tool_calls"] == []
+    assert {"stage": "collaborate", "action": "modify",
+            "reason": "consult_agent calls dropped: 3 consultation rounds were used for this answer"} in reply["more"]["stages"]
