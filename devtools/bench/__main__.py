@@ -18,7 +18,9 @@ without `--only` all of them run):
 - peers: the gateway against the LiteLLM proxy (one fake OpenAI server for both) and against a raw aiokafka
   pipeline moving the gateway's records; CPU per answer, throughput, latency, two-worker balance;
 - levers: the gateway with each speed lever off and on (HTTP stack under the SDKs, decoded usage rows
-  kept, producer linger), openai and echo, CPU per answer and throughput.
+  kept, producer linger), openai and echo, CPU per answer and throughput;
+- collaboration: agents answering alone, consulting a collaborator (`tool`) and refining an `always`
+  collaborator's draft: end-to-end latency and provider calls per message.
 
 Prints the tables and writes them with the machine's description: each section replaces its own part of
 the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.
@@ -36,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench import conversations, levers, measures, moderation, observability, peers, peers_report
+from devtools.bench import collaboration, conversations, levers, measures, moderation, observability, peers, peers_report
 from devtools.bench.report import (SECTIONS, Row, code, machine, merge, render, render_conversations,
                                    render_moderation, render_observability)
 from devtools.kafka_local import KafkaBroker
@@ -243,6 +245,9 @@ async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[
         out["peers"] = peers_report.render_peers(await peers.measure(args, broker, tmp), host, args)
     if "levers" in args.only:
         out["levers"] = levers.render_levers(await levers.measure(args, broker, tmp), host, args)
+    if "collaboration" in args.only:
+        out["collaboration"] = collaboration.render_collaboration(await collaboration.measure(args, broker, tmp),
+                                                                  host, args)
     return out
 
 
@@ -284,6 +289,7 @@ def main() -> None:
     parser.add_argument("--observability-latency", action=argparse.BooleanOptionalAction, default=True)
     peers_report.add_arguments(parser)
     levers.add_arguments(parser)
+    collaboration.add_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     args.only = args.only or list(SECTIONS)

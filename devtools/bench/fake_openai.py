@@ -4,7 +4,9 @@ both the gateway (`openai` provider, `OPENAI_BASE_URL`) and the LiteLLM proxy (`
     python -m devtools.bench.fake_openai PORT
 
 `POST /v1/chat/completions` answers one fixed short completion with `usage` (as an SSE stream with the
-usage-only last chunk when the request asks for `stream`); `GET /counts` answers `{"requests": n}`. It
+usage-only last chunk when the request asks for `stream`), except that a request offering the gateway's
+`consult_agent` tool whose last message is `CONSULT:<agent_id>:<question>` gets a call of that tool (the
+collaboration section); `GET /counts` answers `{"requests": n}`. It
 does nothing else: not the tests' fake (`tests/fakes/openai_server.py`, which records every request and
 scripts faults), which devtools does not import. It runs in a process of its own so its CPU is neither the
 bench's (whose collector times replies) nor a measured process's.
@@ -37,6 +39,26 @@ def _chunks(model: str) -> bytes:
     return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
+def _consult(model: str, agent_id: str, question: str) -> bytes:
+    call = {"id": f"call_{time.monotonic_ns()}", "type": "function",
+            "function": {"name": "consult_agent", "arguments": json.dumps({"agent_id": agent_id, "question": question})}}
+    return json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                     "finish_reason": "tool_calls"}],
+        "usage": USAGE}).encode()
+
+
+def _consult_asked(body: dict) -> tuple[str, str] | None:
+    offered = any(t.get("function", {}).get("name") == "consult_agent" for t in body.get("tools") or [])
+    last = (body.get("messages") or [{}])[-1]
+    content = last.get("content")
+    if not offered or last.get("role") != "user" or not isinstance(content, str) or not content.startswith("CONSULT:"):
+        return None
+    agent_id, _, question = content[len("CONSULT:"):].partition(":")
+    return agent_id, question
+
+
 def serve(port: int) -> None:
     from aiohttp import web
 
@@ -46,6 +68,10 @@ def serve(port: int) -> None:
         body = await request.json()
         counts["requests"] += 1
         model = body.get("model", "gpt-4o-mini")
+        asked = _consult_asked(body)
+        if asked is not None:
+            return web.Response(body=_consult(model, *asked), content_type="application/json",
+                                headers={"x-request-id": "req-bench"})
         if body.get("stream"):
             return web.Response(body=_chunks(model), content_type="text/event-stream",
                                 headers={"x-request-id": "req-bench"})
