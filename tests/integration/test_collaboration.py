@@ -145,3 +145,31 @@ async def test_agents_consult_each_other(cluster_factory, openai_fake):
     assert reply["more"]["tool_calls"] == []
     assert {"stage": "collaborate", "action": "modify",
             "reason": "consult_agent calls dropped: 3 consultation rounds were used for this answer"} in reply["more"]["stages"]
+
+
+async def test_a_consultation_survives_a_kill_9_of_the_worker_answering_it(cluster_factory, openai_fake):
+    """The collaborator's call is in flight when the worker dies: the question is a record on its partition,
+    so the restarted worker answers it, and the asker (whose asking run was already recorded) answers once."""
+    server, thread = openai_fake
+    cluster = cluster_factory(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=thread.url + "/v1")
+    worker = cluster.worker()
+    worker.wait_ready()
+    tag = uuid.uuid4().hex[:6]
+    asker, helper = f"asker-{tag}", f"helper-{tag}"
+    question = "FAULT:slow:4000 Which plan fits?"
+    msg = message(asker, room_id=f"r-{tag}", content=f"CONSULT:{helper}:{question}")
+    async with Chat(cluster.deployment) as chat:
+        await chat.profile(agent(asker, {"agentId": helper}))
+        await chat.profile(agent(helper))
+        await chat.wait_for(profiles_applied(worker, {asker: 1, helper: 1}), 60, "the profiles")
+        await chat.message(msg)
+        await chat.wait_for(lambda: server.count(question) >= 1, 60, "the collaborator's call in flight")
+        worker.kill()
+        cluster.worker(0).wait_ready()
+        replies = await chat.wait_replies([msg["messageId"]], timeout=90)
+        assert [r["message_id"] for r in chat.replies()] == [msg["messageId"]]
+    (reply,) = replies[msg["messageId"]]
+    assert reply["status"] == "ok" and reply["content"] == f"{PREFIX} {PREFIX} {question}"
+    assert [h["status"] for h in reply["collaboration"]["consulted"]] == ["ok"]
+    assert len(requests_of(server, f"You are {asker}.")) == 2  # the asking run was recorded before the kill
+    assert len(requests_of(server, f"You are {helper}.")) == 2  # the call cut by the kill, and its redo
