@@ -25,6 +25,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "maxReplyChars": 2000,
         "language": "auto",
         "postProcessing": ["sentiment"],
+        "collaborators": [{"agentId": "billing-bot", "when": "tool", "description": "invoices and refunds"}],
         "budget": {"usdPerDay": "5.00", "usdPerMonth": "100.00",
                    "fallback": {"provider": "local", "model": "llama3.1:8b"}}},
     "agent-profile-deleted": {"agentId": "support-bot", "version": 5},
