@@ -73,7 +73,7 @@ class InputForwarder:
                  check_stage: StageCheck) -> None:
         self.publisher = publisher
         self.rooms = RoomAnnouncer(publisher, int(settings.room_announce_seconds * 1000))
-        limits = InputLimits(settings.max_content_chars, settings.max_metadata_bytes)
+        limits = InputLimits(settings.max_content_chars, settings.max_metadata_bytes, settings.audio_max_bytes)
 
         def message(raw: bytes | None, origin: Origin):
             decoded = decode_message(raw, limits)

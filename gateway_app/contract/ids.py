@@ -55,3 +55,18 @@ def summary_billing_id(message_id: str) -> str:
 
 def moderation_billing_id(message_id: str, index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:moderation:{index}"))
+
+
+def transcription_billing_id(message_id: str) -> str:
+    """The billing event of a message's transcription (audio messages: one per message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:transcription"))
+
+
+def speech_billing_id(message_id: str) -> str:
+    """The billing event of a message's spoken reply (profile `voice`: one per message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:speech"))
+
+
+def audio_id(message_id: str) -> str:
+    """The spoken reply's id in `ai-message-audio` (the same on every run of the message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"audio:{message_id}"))
