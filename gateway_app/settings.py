@@ -39,6 +39,7 @@ class TopicNames(BaseSettings):
     conversation_cleared: str = "conversation-cleared"
     moderation_signals: str = "moderation-signals"
     moderation_events: str = "ai-moderation-events"
+    audio: str = "ai-message-audio"  # spoken replies too large for the reply, in chunks
     # Internal: every input re-keyed by agent id, so a profile and the messages for it share a partition.
     agent_events: str = "gateway-agent-events"
     # Internal: room activity and agent-less signals keyed by room id, where the room -> agents index lives.
