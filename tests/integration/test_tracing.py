@@ -19,8 +19,8 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.otlp_receiver import OTLPReceiver
 from tests.integration.harness import Chat, message, profile, profiles_applied, wait_until
 
-STAGES = ["admission", "conversation_turn", "dedupe", "prompt", "summarize", "moderation_in", "pre_call", "cache",
-          "provider_call", "ranking", "post_call", "reply_format", "moderation_out", "sentiment", "settle_usage",
+STAGES = ["admission", "transcribe", "conversation_turn", "dedupe", "prompt", "summarize", "moderation_in", "pre_call",
+          "cache", "provider_call", "ranking", "post_call", "reply_format", "moderation_out", "sentiment", "speak", "settle_usage",
           "outputs"]
 MODEL = "gpt-4o-mini"
 
