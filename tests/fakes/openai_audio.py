@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import math
-import uuid
 import wave
 from typing import TYPE_CHECKING, Any
 
