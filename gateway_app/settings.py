@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(16_384, ge=0)
 
     # Voice (docs/voice.md). Input audio, decoded or fetched, at most this many bytes (inline base64 is
-    # also bounded by the broker's max message size: 1 MiB by default, about 750 KiB of audio).
+    # capped at 256 KiB, contract.decode.INLINE_AUDIO_MAX_BYTES: its forwarded record must fit 1 MB).
     audio_max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=25 * 1024 * 1024)  # OpenAI's own limit: 25 MB
     # Hosts `audio.url` may name (`host` = any port, or `host:port`; comma-separated). Empty: URLs refused.
     audio_url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)

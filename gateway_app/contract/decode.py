@@ -41,6 +41,12 @@ class Rejection(GatewayError):
         return None
 
 
+# Inline audio travels in the message's record, and the intake forwards that record with the message AND its
+# original bytes in base64 (for a DLQ replay): 256 KiB of audio makes a record of about 820 KB, under the
+# producer's 1 MB request size with room for content and metadata. Larger audio goes by URL.
+INLINE_AUDIO_MAX_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class InputLimits:
     max_content_chars: int
@@ -114,6 +120,10 @@ def _check_audio(message: MessageCreated, limits: InputLimits) -> MessageCreated
     if audio is None or audio.b64 is None:
         return message
     fields = message.model_dump(mode="json", exclude={"audio"})
+    if len(audio.b64) // 4 * 3 > INLINE_AUDIO_MAX_BYTES + 2 and INLINE_AUDIO_MAX_BYTES < limits.max_audio_bytes:
+        reason = (f"audio.b64 is about {len(audio.b64) // 4 * 3} bytes decoded; inline audio is limited to "
+                  f"{INLINE_AUDIO_MAX_BYTES} (it must fit a Kafka record once forwarded): send it by audio.url")
+        return Rejection(ErrorCode.AUDIO_TOO_LARGE, reason, fields)
     if len(audio.b64) // 4 * 3 > limits.max_audio_bytes + 2:
         reason = f"audio.b64 is about {len(audio.b64) // 4 * 3} bytes decoded; the limit is {limits.max_audio_bytes}"
         return Rejection(ErrorCode.AUDIO_TOO_LARGE, reason, fields)

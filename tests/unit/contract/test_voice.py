@@ -59,3 +59,17 @@ def test_the_voice_profile_has_defaults_and_refuses_unknown_formats():
 def test_reply_voice_fields_default_to_none():
     fields = MessageReply.model_fields
     assert all(fields[name].default is None for name in ("transcript", "audio_b64", "audio_format", "audio"))
+
+
+def test_inline_audio_is_capped_so_that_its_forwarded_record_fits_kafka():
+    from gateway_app.contract.decode import INLINE_AUDIO_MAX_BYTES
+    from gateway_app.forwarding import without_inline_audio
+
+    big = raw(audio={"b64": base64.b64encode(b"x" * (INLINE_AUDIO_MAX_BYTES + 3)).decode(), "format": "mp3"})
+    rejected = decode_message(big, InputLimits(100, 50, 4 * 1024 * 1024))
+    assert rejected.code is ErrorCode.AUDIO_TOO_LARGE and "send it by audio.url" in rejected.reason
+    fits = raw(audio={"b64": base64.b64encode(b"x" * INLINE_AUDIO_MAX_BYTES).decode(), "format": "mp3"})
+    assert isinstance(decode_message(fits, InputLimits(100, 50, 4 * 1024 * 1024)), MessageCreated)
+    kept = json.loads(without_inline_audio(big))
+    assert kept["audio"] == {"b64": f"[removed: {len(json.loads(big)['audio']['b64'])} base64 characters]",
+                             "format": "mp3"} and kept["roomId"] == "r"
