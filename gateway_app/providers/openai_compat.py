@@ -205,7 +205,10 @@ class CompatibleProvider(SDKProvider[openai.AsyncOpenAI]):
     supports_n = True  # several answers from one call (`n`); a server that ignores it gives one (ranking draws more)
     # What the SDK imports at its first `client.chat.completions.create` (see registry.preload).
     warm_modules = ("openai.resources.chat.chat", "openai.resources.chat.completions.completions",
-                    "openai.lib.streaming.chat", "openai.pagination")
+                    "openai.lib.streaming.chat", "openai.pagination",
+                    # ... and at its first `client.audio` call (voice: providers.openai_audio)
+                    "openai.resources.audio.audio", "openai.resources.audio.transcriptions",
+                    "openai.resources.audio.speech")
 
     async def close_client(self, client: openai.AsyncOpenAI) -> None:
         await client.close()
