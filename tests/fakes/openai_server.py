@@ -136,7 +136,7 @@ class FakeOpenAI(FakeServer):
         self.app.router.add_post("/v1/moderations", self.moderations)
         self.audio_requests: list[dict[str, Any]] = []  # transcription and speech requests (tests.fakes.openai_audio)
         self.audio_seen: Counter[str] = Counter()
-        OpenAIAudio(self)
+        self.audio = OpenAIAudio(self)
 
     # ---- protocol pieces (Azure overrides some) ---------------------------------------------
 

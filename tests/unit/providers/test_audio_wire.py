@@ -91,3 +91,19 @@ async def test_the_local_provider_reaches_the_same_endpoints(fake, monkeypatch):
     spoken = await local.speak(REQUEST, "hola", "kokoro", "af_sky", "wav", 5)
     await local.aclose()
     assert heard.text == "hola" and heard.duration == 1.0 and spoken.audio[:4] == b"RIFF"
+
+
+async def test_azure_puts_the_deployment_in_the_path(monkeypatch):
+    from gateway_app.providers.azure import AzureOpenAIProvider
+    from tests.fakes.azure_server import FakeAzureOpenAI
+
+    server = FakeAzureOpenAI()
+    with ServerThread(server.app) as thread:
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-test")
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", thread.url)
+        azure = AzureOpenAIProvider(timeout=5)
+        heard = await azure.transcribe(REQUEST, make_wav(1.0, "hallo"), "wav", "my-whisper", 5)
+        spoken = await azure.speak(REQUEST, "hallo", "my-tts", "alloy", "wav", 5)
+        await azure.aclose()
+    assert heard.text == "hallo" and spoken.audio[:4] == b"RIFF"
+    assert server.deployments == ["my-whisper", "my-tts"]
