@@ -72,3 +72,12 @@ async def test_an_unreachable_host_is_a_fetch_failure():
     with pytest.raises(GatewayError) as failed:
         await fetch.fetch("http://127.0.0.1:9/a.wav", frozenset({"127.0.0.1"}), timeout=2, max_bytes=10**6)
     assert failed.value.code is ErrorCode.AUDIO_FETCH_FAILED
+
+
+def test_the_allow_list_setting_is_comma_separated_and_lower_cased(monkeypatch):
+    from gateway_app.settings import Settings
+
+    monkeypatch.setenv("GATEWAY_AUDIO_URL_ALLOWLIST", "Media.Example.com, cdn.example.com:8443,")
+    assert Settings().audio_hosts() == frozenset({"media.example.com", "cdn.example.com:8443"})
+    monkeypatch.delenv("GATEWAY_AUDIO_URL_ALLOWLIST")
+    assert Settings().audio_hosts() == frozenset()
