@@ -39,7 +39,8 @@ class Deployment:
     def topics(self) -> dict[str, str]:
         keys = ["messages", "profile_created", "profile_updated", "profile_deleted", "tool_results",
                 "conversation_cleared", "moderation_signals", "replies", "reply_chunks", "billing", "dlq",
-                "moderation_events", "agent_events", "room_events", "provider_capacity", "provider_grants"]
+                "moderation_events", "agent_events", "room_events", "provider_capacity", "provider_grants",
+                "audio"]
         return {key: self.topic(key) for key in keys}
 
     def environment(self) -> dict[str, str]:

@@ -73,7 +73,7 @@ class InputForwarder:
                  check_stage: StageCheck) -> None:
         self.publisher = publisher
         self.rooms = RoomAnnouncer(publisher, int(settings.room_announce_seconds * 1000))
-        limits = InputLimits(settings.max_content_chars, settings.max_metadata_bytes)
+        limits = InputLimits(settings.max_content_chars, settings.max_metadata_bytes, settings.audio_max_bytes)
 
         def message(raw: bytes | None, origin: Origin):
             decoded = decode_message(raw, limits)
@@ -135,6 +135,8 @@ class InputForwarder:
             return
         result = decoder(event.message.value, origin)
         if isinstance(result, Rejection):
+            if result.code is ErrorCode.AUDIO_TOO_LARGE:  # the DLQ copy must fit a record too
+                origin = origin.model_copy(update={"value_b64": _b64(without_inline_audio(event.message.value))})
             await self.reject(kind, origin, result)
             return
         if isinstance(result, RoomSignalRecord):
@@ -218,6 +220,20 @@ def plaintext_leak(kind: str, raw: bytes | None) -> tuple[bytes, Rejection] | No
         _put(redacted, path, KEY_SHAPES.sub(
             lambda m: f"[redacted plaintext secret fp={fingerprint(m.group(0))}]", text))
     return json.dumps(redacted).encode(), Rejection(ErrorCode.PLAINTEXT_SECRET, reason, redacted)
+
+
+def without_inline_audio(raw: bytes | None) -> bytes | None:
+    """A message's record with its `audio.b64` replaced by a note of its size: the DLQ copy of inline audio
+    too large to forward (it could not be replayed as it was anyway)."""
+    try:
+        data = json.loads(raw or b"")
+    except (ValueError, RecursionError):
+        return raw
+    audio = data.get("audio") if isinstance(data, dict) else None
+    if isinstance(audio, dict) and isinstance(audio.get("b64"), str):
+        audio["b64"] = f"[removed: {len(audio['b64'])} base64 characters]"
+        return json.dumps(data).encode()
+    return raw
 
 
 def _texts(kind: str, data: dict) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from faust.types import ProducerT
 from pydantic import BaseModel
 
 from gateway_app.contract.events import (
+    AudioChunk,
     BillingEvent,
     ConversationCleared,
     DeadLetter,
@@ -43,7 +44,7 @@ class Publisher:
                       for name in ("agent_events", "replies", "reply_chunks", "billing", "dlq",
                                                                 "conversation_cleared", "moderation_events",
                                                                 "room_events", "provider_capacity",
-                                                                "provider_grants")}
+                                                                "provider_grants", "audio")}
 
     async def _send(self, topic: str, key: bytes, value: bytes, headers: Headers = None, *,
                     span: bool = True) -> Awaitable:
@@ -78,6 +79,10 @@ class Publisher:
         # Keyed like the reply: all chunks of a message, and its reply, stay in one partition, in order.
         # Each carries the trace's headers as they are: a send span per piece would flood the trace.
         return await self._send("reply_chunks", chunk.room_id.encode(), encode(chunk), headers, span=False)
+
+    async def audio_chunk(self, chunk: AudioChunk, headers: Headers = None) -> Awaitable:
+        """A piece of a spoken reply, onto `ai-message-audio`, keyed by room id like the reply."""
+        return await self._send("audio", chunk.room_id.encode(), encode(chunk), headers, span=False)
 
     async def billing(self, event: BillingEvent, headers: Headers = None) -> Awaitable:
         return await self.send_billing_bytes(event.agent_id, encode(event), headers)

@@ -39,6 +39,7 @@ class TopicNames(BaseSettings):
     conversation_cleared: str = "conversation-cleared"
     moderation_signals: str = "moderation-signals"
     moderation_events: str = "ai-moderation-events"
+    audio: str = "ai-message-audio"  # spoken replies too large for the reply, in chunks
     # Internal: every input re-keyed by agent id, so a profile and the messages for it share a partition.
     agent_events: str = "gateway-agent-events"
     # Internal: room activity and agent-less signals keyed by room id, where the room -> agents index lives.
@@ -130,7 +131,8 @@ class Settings(BaseSettings):
             return json.loads(value) if value.lstrip().startswith("[") else [value]
         return value
 
-    @field_validator("web_read_tokens", "web_admin_tokens", "moderation_words", "preload_providers", mode="before")
+    @field_validator("web_read_tokens", "web_admin_tokens", "moderation_words", "preload_providers",
+                     "audio_url_allowlist", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`GATEWAY_WEB_READ_TOKENS=a,b` as well as a JSON list."""
@@ -147,6 +149,10 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_MESSAGE_DEADLINE_SECONDS must be below GATEWAY_REBALANCE_TIMEOUT_SECONDS")
         parse_caps(self.provider_limits)
         return self
+
+    def audio_hosts(self) -> frozenset[str]:
+        """The audio URL allow-list as the SSRF check compares it (lower case)."""
+        return frozenset(host.lower() for host in self.audio_url_allowlist)
 
     def breaker_policy(self) -> BreakerPolicy:
         return BreakerPolicy(
@@ -168,6 +174,19 @@ class Settings(BaseSettings):
     # Input validation.
     max_content_chars: int = Field(32_000, ge=1)
     max_metadata_bytes: int = Field(16_384, ge=0)
+
+    # Voice (docs/voice.md). Input audio, decoded or fetched, at most this many bytes (inline base64 is
+    # capped at 256 KiB, contract.decode.INLINE_AUDIO_MAX_BYTES: its forwarded record must fit 1 MB).
+    audio_max_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=25 * 1024 * 1024)  # OpenAI's own limit: 25 MB
+    # Hosts `audio.url` may name (`host` = any port, or `host:port`; comma-separated). Empty: URLs refused.
+    audio_url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    audio_fetch_timeout_seconds: float = Field(10.0, gt=0, le=60)  # one fetch, whole body
+    # A spoken reply at most this big goes inline (`audio_b64`); larger goes to `ai-message-audio` in
+    # chunks of audio_chunk_bytes. Both below the producer's 1 MB request size once base64-encoded.
+    audio_inline_max_bytes: int = Field(256 * 1024, ge=0, le=704 * 1024)
+    audio_chunk_bytes: int = Field(512 * 1024, ge=1024, le=704 * 1024)
+    transcription_model: str = Field("whisper-1", min_length=1)  # profile voice.transcription_model overrides
+    speech_max_chars: int = Field(4096, ge=1, le=4096)  # longer replies are not spoken (OpenAI's input limit)
 
     # Redelivery: how many answered messages each partition remembers.
     dedupe_per_partition: int = Field(20_000, ge=100)

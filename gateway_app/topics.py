@@ -30,6 +30,7 @@ class GatewayTopics:
     room_events: faust.TopicT
     provider_capacity: faust.TopicT
     provider_grants: faust.TopicT
+    audio: faust.TopicT  # spoken replies too large to go inline (profile `voice`)
 
 
 def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
@@ -59,6 +60,7 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
         moderation_events=owned(names.moderation_events),
         room_events=owned(names.room_events),
         provider_capacity=owned(names.provider_capacity),
+        audio=owned(names.audio),
         # One partition: every worker reads all of it (grants name their worker; pauses are for everyone).
         provider_grants=app.topic(names.provider_grants, partitions=1, replicas=settings.topic_replication,
                                   internal=True, retention=GRANTS_RETENTION_SECONDS, **RAW),
@@ -68,5 +70,5 @@ def define_topics(app: faust.App, settings: Settings) -> GatewayTopics:
 async def declare_outputs(topics: GatewayTopics) -> None:
     """Create the output topics at start-up (agents declare their own sources)."""
     for topic in (topics.replies, topics.reply_chunks, topics.billing, topics.dlq, topics.moderation_events,
-                  topics.provider_grants):
+                  topics.provider_grants, topics.audio):
         await topic.maybe_declare()

@@ -18,6 +18,7 @@ from gateway_app.contract.events import (
     ModerationSignal,
     ToolResults,
 )
+from gateway_app.contract.voice import decode_b64
 from gateway_app.pipeline.formats import check_schema
 
 M = TypeVar("M", bound=BaseModel)
@@ -40,10 +41,17 @@ class Rejection(GatewayError):
         return None
 
 
+# Inline audio travels in the message's record, and the intake forwards that record with the message AND its
+# original bytes in base64 (for a DLQ replay): 256 KiB of audio makes a record of about 820 KB, under the
+# producer's 1 MB request size with room for content and metadata. Larger audio goes by URL.
+INLINE_AUDIO_MAX_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class InputLimits:
     max_content_chars: int
     max_metadata_bytes: int
+    max_audio_bytes: int = 4 * 1024 * 1024  # decoded `audio.b64` (GATEWAY_AUDIO_MAX_BYTES)
 
 
 def _camel(name: str) -> str:
@@ -103,6 +111,31 @@ def _check_message_bounds(message: MessageCreated, limits: InputLimits) -> Messa
     if size > limits.max_metadata_bytes:
         reason = f"metadata is {size} bytes as JSON; the limit is {limits.max_metadata_bytes}"
         return Rejection(ErrorCode.METADATA_TOO_LARGE, reason, message.model_dump(mode="json"))
+    return _check_audio(message, limits)
+
+
+def _check_audio(message: MessageCreated, limits: InputLimits) -> MessageCreated | Rejection:
+    """Inline audio must be base64 and, decoded, within the limit (checked on its length before decoding)."""
+    audio = message.audio
+    if audio is None or audio.b64 is None:
+        return message
+    fields = message.model_dump(mode="json", exclude={"audio"})
+    if len(audio.b64) // 4 * 3 > INLINE_AUDIO_MAX_BYTES + 2 and INLINE_AUDIO_MAX_BYTES < limits.max_audio_bytes:
+        reason = (f"audio.b64 is about {len(audio.b64) // 4 * 3} bytes decoded; inline audio is limited to "
+                  f"{INLINE_AUDIO_MAX_BYTES} (it must fit a Kafka record once forwarded): send it by audio.url")
+        return Rejection(ErrorCode.AUDIO_TOO_LARGE, reason, fields)
+    if len(audio.b64) // 4 * 3 > limits.max_audio_bytes + 2:
+        reason = f"audio.b64 is about {len(audio.b64) // 4 * 3} bytes decoded; the limit is {limits.max_audio_bytes}"
+        return Rejection(ErrorCode.AUDIO_TOO_LARGE, reason, fields)
+    try:
+        data = decode_b64(audio.b64)
+    except ValueError as exc:
+        return Rejection(ErrorCode.AUDIO_INVALID, str(exc), fields)
+    if len(data) > limits.max_audio_bytes:
+        reason = f"audio.b64 is {len(data)} bytes decoded; the limit is {limits.max_audio_bytes}"
+        return Rejection(ErrorCode.AUDIO_TOO_LARGE, reason, fields)
+    if not data:
+        return Rejection(ErrorCode.AUDIO_INVALID, "audio.b64 is empty", fields)
     return message
 
 

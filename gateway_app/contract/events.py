@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, model_validator
 
 from gateway_app.contract.collaboration import CollaborationHop, CollaborationInfo  # noqa: F401  (re-exported)
 from gateway_app.contract.model import CONTRACT_VERSION, _Input, _Output
@@ -47,6 +47,15 @@ from gateway_app.contract.profile import (  # noqa: F401  (re-exported: the cont
     StageRef,
     ToolSpec,
 )
+from gateway_app.contract.voice import (  # noqa: F401  (re-exported: the contract in one import)
+    AUDIO_TOPIC,
+    INPUT_FORMATS,
+    SPEECH_FORMATS,
+    AudioChunk,
+    AudioInput,
+    AudioRef,
+    VoiceSpec,
+)
 
 
 class MessageCreated(_Input):
@@ -56,16 +65,18 @@ class MessageCreated(_Input):
     agent_id: str = Field(min_length=1, max_length=256)
     room_id: str = Field(min_length=1, max_length=256)
     user_id: str | None = Field(default=None, max_length=256)
-    content: str = Field(min_length=1)
+    # Required and not blank, unless `audio` is given: then the transcript is the message's text (it
+    # replaces any `content` sent along).
+    content: str = ""
     created_at: datetime | None = None
     metadata: dict[str, Any] | None = None
+    audio: AudioInput | None = None  # speech instead of text (see docs/voice.md)
 
-    @field_validator("content")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("content is blank")
-        return value
+    @model_validator(mode="after")
+    def _text_or_audio(self) -> "MessageCreated":
+        if self.audio is None and not self.content.strip():
+            raise ValueError("content is blank" if self.content else "content is required (or audio)")
+        return self
 
 
 MAX_TOOL_RESULTS = 64
@@ -173,6 +184,13 @@ class ErrorCode(StrEnum):
     COLLABORATION_DEPTH = "collaboration_depth"    # past GATEWAY_COLLABORATION_MAX_DEPTH hops from the room's agent
     COLLABORATION_ROUNDS = "collaboration_rounds"  # past GATEWAY_COLLABORATION_MAX_ROUNDS rounds for one answer
     COLLABORATION_INVALID_CALL = "collaboration_invalid_call"  # consult_agent arguments without agent_id / question
+    # Voice (audio messages): at intake, then in the transcribe stage.
+    AUDIO_INVALID = "audio_invalid"          # audio.b64 is not base64, or the audio is empty or not of its format
+    AUDIO_TOO_LARGE = "audio_too_large"      # decoded (or fetched) audio above GATEWAY_AUDIO_MAX_BYTES
+    AUDIO_URL_NOT_ALLOWED = "audio_url_not_allowed"  # audio.url's host is not on GATEWAY_AUDIO_URL_ALLOWLIST
+    AUDIO_FETCH_FAILED = "audio_fetch_failed"  # audio.url answered an error, redirected, timed out or was unreachable
+    TRANSCRIPTION_UNAVAILABLE = "transcription_unavailable"  # the agent's provider has no transcription endpoint
+    TRANSCRIPTION_FAILED = "transcription_failed"  # the transcription call failed (or heard nothing)
     INTERNAL_ERROR = "internal_error"      # a gateway bug; the record is kept for replay
 
 
@@ -233,6 +251,11 @@ class MessageReply(_Output):
     sentiment: SentimentInfo | None = None  # profile `post_processing: ["sentiment"]`
     ranking: RankingInfo | None = None      # profile `ranking`: the candidates drawn and the one chosen
     collaboration: CollaborationInfo | None = None  # profile `collaborators`: the agents consulted for it
+    transcript: str | None = None  # an audio message: what was heard (the text the agent answered)
+    # Profile `voice`: the reply spoken, inline (base64, at most GATEWAY_AUDIO_INLINE_MAX_BYTES) ...
+    audio_b64: str | None = None
+    audio_format: str | None = None
+    audio: AudioRef | None = None  # ... or, larger, in `ai-message-audio` records published before the reply
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -260,7 +283,8 @@ class ReplyChunk(_Output):
 
 
 class BillingEvent(_Output):
-    """`ai-billing-events` (key = agent id): one per provider call that used tokens."""
+    """`ai-billing-events` (key = agent id): one per provider call that used tokens, and one per
+    transcription (`units: seconds`) and speech call (`units: characters`), whose `quantity` is priced."""
 
     event_id: str
     message_id: str
@@ -287,6 +311,10 @@ class BillingEvent(_Output):
     # a consultation chain names the room's message the chain answers (`message_id` is the hop's own).
     consulted_by: str | None = None
     root_message_id: str | None = None
+    # What the call is priced by: tokens (the counts above; quantity null), or seconds of audio
+    # transcribed, or characters spoken (quantity; the token counts are 0).
+    units: Literal["tokens", "seconds", "characters"] = "tokens"
+    quantity: int | None = None
     contract_version: Literal[1] = CONTRACT_VERSION
 
 
@@ -326,4 +354,5 @@ OUTPUT_EVENTS: dict[str, type[BaseModel]] = {
     "ai-billing-events": BillingEvent,
     "ai-message-dlq": DeadLetter,
     "ai-moderation-events": ModerationEvent,
+    AUDIO_TOPIC: AudioChunk,
 }

@@ -27,7 +27,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "postProcessing": ["sentiment"],
         "collaborators": [{"agentId": "billing-bot", "when": "tool", "description": "invoices and refunds"}],
         "budget": {"usdPerDay": "5.00", "usdPerMonth": "100.00",
-                   "fallback": {"provider": "local", "model": "llama3.1:8b"}}},
+                   "fallback": {"provider": "local", "model": "llama3.1:8b"}},
+        "voice": {"model": "tts-1", "voice": "alloy", "format": "mp3", "transcriptionModel": "whisper-1"}},
     "agent-profile-deleted": {"agentId": "support-bot", "version": 5},
     "ai-tool-results": {
         "messageId": "tr-77", "replyTo": "m-123", "agentId": "support-bot", "roomId": "room-9", "userId": "u-7",
@@ -76,4 +77,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "reason": "no tool calls of message 'm-9' in this room's conversation", "attempts": 0,
         "message_id": "tr-78", "agent_id": "support-bot", "failed_at": "2026-11-26T10:00:00.5Z",
         "attempt_history": [], "contract_version": 1},
+    "ai-message-audio": {
+        "audio_id": "7c41", "reply_id": "a49cc9ba-d81f-5154-8e50-ac11eb784f9e", "message_id": "m-125",
+        "agent_id": "support-bot", "room_id": "room-9", "seq": 0, "final": False, "format": "mp3",
+        "data_b64": "SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjYwLjMuMTAwAAAAAAAAAAAAAAD/", "created_at":
+        "2026-11-26T10:00:02.1Z", "contract_version": 1},
 }

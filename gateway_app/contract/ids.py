@@ -66,3 +66,18 @@ def consultation_id(asking_turn: str, tool_call_id: str) -> str:
 def consulted_id(asking_turn: str) -> str:
     """The id of the results of a turn's consultations (the asker's turn for them)."""
     return str(uuid.uuid5(_NAMESPACE, f"consulted:{asking_turn}"))
+
+
+def transcription_billing_id(message_id: str) -> str:
+    """The billing event of a message's transcription (audio messages: one per message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:transcription"))
+
+
+def speech_billing_id(message_id: str) -> str:
+    """The billing event of a message's spoken reply (profile `voice`: one per message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"billing:{message_id}:speech"))
+
+
+def audio_id(message_id: str) -> str:
+    """The spoken reply's id in `ai-message-audio` (the same on every run of the message)."""
+    return str(uuid.uuid5(_NAMESPACE, f"audio:{message_id}"))

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from gateway_app.contract.model import _Input
 from gateway_app.contract.moderation import ModerationSpec
+from gateway_app.contract.voice import VoiceSpec
 
 class RateLimits(_Input):
     """Per-agent limits; null means unlimited."""
@@ -206,6 +207,9 @@ class AgentProfile(_Input):
     ranking: RankingSpec | None = None
     # Spending limits per day and month, reserved before each call (absent: no limit; billing still counts).
     budget: BudgetSpec | None = None
+    # Speak the reply too: `audio_b64` on the reply, or `ai-message-audio` records when large (absent: text
+    # only). Audio messages are transcribed whether or not the profile has it.
+    voice: VoiceSpec | None = None
     # Agents this one consults (pipeline.collaboration): each question is a message on the other agent's
     # partition, so its profile, limits, budget and conversation apply; each hop is billed to its agent.
     collaborators: list[CollaboratorSpec] = Field(default_factory=list, max_length=MAX_COLLABORATORS)

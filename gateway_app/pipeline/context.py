@@ -25,7 +25,7 @@ from gateway_app.pipeline.acker import AckSlot
 from gateway_app.pipeline.caller import Answer, CallLog
 from gateway_app.pipeline.collaboration import Position, position_of
 from gateway_app.pipeline.turns import Ticket
-from gateway_app.providers.base import ChatRequest, ChatResult
+from gateway_app.providers.base import ChatRequest, ChatResult, Speech
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class MessageContext:
     reservation: Reservation | None = None
     budget_hold: object | None = None  # the budget reservation (pipeline.budgets.Hold), given back at the end
     deferred: bool = False  # it waited for a rate window or the budget (the usage rows count deferrals)
+    # Transcribe (an audio message): what was heard; from then on `message` is the message with it as content.
+    transcript: str | None = None
+    transcribed: MessageCreated | None = field(default=None, repr=False)
     # Conversation turn: one call at a time per agent + room.
     conversation_turn: Ticket | None = None
     # Prompt: the normalized request (the model and options are the target's, set per target), the
@@ -105,6 +108,7 @@ class MessageContext:
     stage: str | None = None
     publishing: bool = False
     usage_plan: object | None = None  # what the outcome adds to the usage rows (pipeline.usage.Plan)
+    speech: Speech | None = field(default=None, repr=False)  # speak: the reply spoken (profile `voice`)
     copy_in_flight: bool = False  # another copy of this message was in progress when it was read
     rerun: str | None = None  # this input record's origin, when the message had failed before (a replay)
     # Collaboration: where the answer stands in its chain of consultations (read from the record), the
@@ -119,8 +123,15 @@ class MessageContext:
 
     @property
     def message(self) -> MessageCreated:
+        if self.transcribed is not None:
+            return self.transcribed
         record = self.record
         return record.payload if isinstance(record, MessageRecord) else record.as_message
+
+    def use_transcript(self, text: str) -> None:
+        """An audio message's transcript becomes its content for every later stage."""
+        self.transcript = text
+        self.transcribed = self.message.model_copy(update={"content": text})
 
     @property
     def tool_results(self) -> ToolResults | None:

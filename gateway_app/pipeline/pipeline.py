@@ -1,8 +1,9 @@
 """The message pipeline: the ordered list of stages every admitted message goes through.
 
-    admission -> conversation turn -> dedupe -> collaboration in -> prompt -> summarize -> moderation in
-              -> pre-call checks -> cache -> draft -> provider call -> ranking -> collaborate
-              -> post-call checks -> reply format -> moderation out -> sentiment -> settle usage -> outputs
+    admission -> transcribe -> conversation turn -> dedupe -> collaboration in -> prompt -> summarize
+              -> moderation in -> pre-call checks -> cache -> draft -> provider call -> ranking -> collaborate
+              -> post-call checks -> reply format -> moderation out -> sentiment -> speak -> settle usage
+              -> outputs
               (then the dispatcher acks, in offset order)
 
 Each stage is a module under `pipeline/stages/` behind the `Stage` interface, working on one
@@ -36,7 +37,9 @@ from gateway_app.pipeline.stages.provider_call import ProviderCall
 from gateway_app.pipeline.stages.ranking import Ranking
 from gateway_app.pipeline.stages.reply_format import ReplyFormat
 from gateway_app.pipeline.stages.sentiment import Sentiment
+from gateway_app.pipeline.stages.speak import Speak
 from gateway_app.pipeline.stages.summary import Summarize
+from gateway_app.pipeline.stages.transcribe import Transcribe
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
     delegation = Delegation(services, outputs)
     stages: list[Stage] = [
         Admission(services),
+        Transcribe(services, call),
         ConversationTurn(services),
         Dedupe(services),
         CollaborationIn(services),
@@ -63,6 +67,7 @@ def build_stages(services: Services) -> tuple[list[Stage], FailureOutputs]:
         ReplyFormat(services, call),
         ModerationOut(services, checking, call),
         Sentiment(services),
+        Speak(services, call),
         SettleUsage(services),
         outputs,
     ]

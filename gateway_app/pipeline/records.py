@@ -9,6 +9,7 @@ from agents_tables.response_cache import CachedAnswer
 from gateway_app.contract import ids
 from gateway_app.contract.events import (
     AgentProfile,
+    AudioChunk,
     BillingEvent,
     CollaborationInfo,
     DeadLetter,
@@ -66,9 +67,9 @@ def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult,
              cached: CachedAnswer | None = None, truncated: bool = False,
              moderation: ModerationInfo | None = None, language: str | None = None,
              sentiment: SentimentInfo | None = None, ranking: RankingInfo | None = None,
-             collaboration: CollaborationInfo | None = None) -> MessageReply:
+             collaboration: CollaborationInfo | None = None, **voice: Any) -> MessageReply:
     """`answer` is the provider answer the result came from; None when a stage answered (a cache hit
-    names the provider and model whose answer it kept)."""
+    names the provider and model whose answer it kept). `voice`: the reply's transcript and audio fields."""
     target = answer.target if answer else None
     provider = target.provider if target else (cached.provider if cached else None)
     model = target.model if target else (cached.model if cached else None)
@@ -79,17 +80,17 @@ def ok_reply(message: MessageCreated, profile: AgentProfile, result: ChatResult,
                   tool_calls=[ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in result.tool_calls],
                   stages=list(notes), reply_to=reply_to, cache_hit=cached is not None, truncated=truncated,
                   moderation=moderation, language=language, sentiment=sentiment, ranking=ranking,
-                  collaboration=collaboration)
+                  collaboration=collaboration, **voice)
 
 
 def failed_reply(message: MessageCreated, profile: AgentProfile | None, *, status: ReplyStatus, code: ErrorCode,
                  reason: str, latency_ms: int = 0, attempts: int = 0,
                  notes: list[StageNote] | None = None, reply_to: str | None = None,
-                 moderation: ModerationInfo | None = None,
+                 moderation: ModerationInfo | None = None, transcript: str | None = None,
                  collaboration: CollaborationInfo | None = None) -> MessageReply:
     return _reply(message, profile, content="", status=status, error=ErrorInfo(code=code, message=reason),
                   usage=Usage(), latency_ms=latency_ms, attempts=attempts, stages=list(notes or ()),
-                  reply_to=reply_to, moderation=moderation, collaboration=collaboration)
+                  reply_to=reply_to, moderation=moderation, transcript=transcript, collaboration=collaboration)
 
 
 def rejected_input_reply(*, message_id: str, agent_id: str, room_id: str, user_id: str | None, code: ErrorCode,
@@ -144,6 +145,24 @@ def cache_billing(message: MessageCreated, cached: CachedAnswer, prices: PriceTa
         saved_input_tokens=cached.input_tokens, saved_output_tokens=cached.output_tokens,
         saved_cost_usd=cached.cost_usd,
     )
+
+
+def unit_billing(message: MessageCreated, event_id: str, provider: str, model: str, units: str, quantity: int,
+                 prices: PriceTable, request_id: str | None = None) -> BillingEvent:
+    """A call priced per unit (a transcription's seconds, a speech's characters), not per token."""
+    return BillingEvent(
+        event_id=event_id, message_id=message.message_id, agent_id=message.agent_id, user_id=message.user_id,
+        room_id=message.room_id, provider=provider, model=model, input_tokens=0, output_tokens=0,
+        cost_usd=f"{prices.unit_cost(provider, model, units, quantity):f}", price_version=prices.version,
+        created_at=now_utc(), provider_request_id=request_id, units=units, quantity=quantity,
+    )
+
+
+def audio_chunk(message: MessageCreated, audio_id: str, seq: int, final: bool, audio_format: str,
+                data_b64: str) -> AudioChunk:
+    return AudioChunk(audio_id=audio_id, reply_id=ids.reply_id(message.message_id), message_id=message.message_id,
+                      agent_id=message.agent_id, room_id=message.room_id, seq=seq, final=final, format=audio_format,
+                      data_b64=data_b64, created_at=now_utc())
 
 
 def billable(answers: list[Answer], message: MessageCreated, prices: PriceTable) -> list[BillingEvent]:

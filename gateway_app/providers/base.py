@@ -19,7 +19,7 @@ provider keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 from pydantic import SecretStr
 
@@ -74,6 +74,25 @@ class ChatRequest:
     # tried once after a 401. None: the provider's key from the environment. Never printed.
     credential: SecretStr | None = field(default=None, repr=False, compare=False)
     secondary_credential: SecretStr | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What a transcription call heard: the text, and the audio's length when the answer says it."""
+
+    text: str
+    duration: float | None = None  # seconds (verbose_json's `duration`, or the usage's seconds)
+    language: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Speech:
+    """A speech call's answer: the audio file's bytes, in the format asked for."""
+
+    audio: bytes
+    format: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,3 +182,15 @@ class Provider(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class VoiceProvider(Protocol):
+    """A provider with speech endpoints (the OpenAI-compatible ones). `request` carries only what picks the
+    client (its credential, options such as a base URL); `model` is the audio model."""
+
+    async def transcribe(self, request: ChatRequest, audio: bytes, audio_format: str, model: str,
+                         timeout: float) -> Transcript: ...
+
+    async def speak(self, request: ChatRequest, text: str, model: str, voice: str, audio_format: str,
+                    timeout: float) -> Speech: ...

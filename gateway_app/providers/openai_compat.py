@@ -13,16 +13,18 @@ from typing import Any, AsyncIterator
 import openai
 
 from gateway_app.observability import tracing
-from gateway_app.providers import errors
+from gateway_app.providers import errors, openai_audio
 from gateway_app.providers.base import (
     ChatMessage,
     ChatRequest,
     ChatResult,
+    Speech,
     StreamEvent,
     TextDelta,
     TokenUsage,
     ToolCall,
     ToolCallParts,
+    Transcript,
 )
 from gateway_app.providers.clients import SDKProvider
 
@@ -203,13 +205,27 @@ class CompatibleProvider(SDKProvider[openai.AsyncOpenAI]):
     supports_n = True  # several answers from one call (`n`); a server that ignores it gives one (ranking draws more)
     # What the SDK imports at its first `client.chat.completions.create` (see registry.preload).
     warm_modules = ("openai.resources.chat.chat", "openai.resources.chat.completions.completions",
-                    "openai.lib.streaming.chat", "openai.pagination")
+                    "openai.lib.streaming.chat", "openai.pagination",
+                    # ... and at its first `client.audio` call (voice: providers.openai_audio)
+                    "openai.resources.audio.audio", "openai.resources.audio.transcriptions",
+                    "openai.resources.audio.speech")
 
     async def close_client(self, client: openai.AsyncOpenAI) -> None:
         await client.close()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         return await complete(await self._client(request), request, usage_required=self.usage_required)
+
+    async def transcribe(self, request: ChatRequest, audio: bytes, audio_format: str, model: str,
+                         timeout: float) -> Transcript:
+        """Speech to text (`providers.openai_audio`), with the client the agent's chat calls use."""
+        return await openai_audio.transcribe(await self._client(request), audio, audio_format, model, timeout, ERRORS)
+
+    async def speak(self, request: ChatRequest, text: str, model: str, voice: str, audio_format: str,
+                    timeout: float) -> Speech:
+        """Text to speech (`providers.openai_audio`), with the client the agent's chat calls use."""
+        return await openai_audio.speak(await self._client(request), text, model, voice, audio_format, timeout,
+                                        ERRORS)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         # aclosing: closing this generator must close the SDK's stream (and its HTTP response) at once.

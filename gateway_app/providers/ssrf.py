@@ -128,32 +128,33 @@ def is_allowed(host: str, port: int, allowed: Iterable[str]) -> bool:
     return not names.isdisjoint(allowed)
 
 
-def split_base_url(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of an http(s) URL with a plain authority; ProviderNotConfigured otherwise."""
+def split_base_url(url: str, what: str = "options.base_url") -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL with a plain authority; ProviderNotConfigured otherwise.
+    `what`: the field the URL came from, as the reasons name it."""
     if not isinstance(url, str):
-        raise ProviderNotConfigured("options.base_url is not a string")
+        raise ProviderNotConfigured(f"{what} is not a string")
     try:
         parts = urlsplit(url.strip())
         scheme, host, port = parts.scheme.lower(), (parts.hostname or "").rstrip("."), parts.port
     except ValueError:
-        raise ProviderNotConfigured("options.base_url is not a valid URL") from None
+        raise ProviderNotConfigured(f"{what} is not a valid URL") from None
     if scheme not in ("http", "https") or not host:
-        raise ProviderNotConfigured(f"options.base_url must be an http(s) URL with a host (scheme {scheme!r})")
+        raise ProviderNotConfigured(f"{what} must be an http(s) URL with a host (scheme {scheme!r})")
     if not _AUTHORITY.match(parts.netloc.lower()):
         raise ProviderNotConfigured(
-            f"options.base_url host {host!r}: only a plain host and port are allowed "
+            f"{what} host {host!r}: only a plain host and port are allowed "
             "(no user info, percent-encoding or other characters)")
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 
 def check_base_url(url: str, allowed: Iterable[str] = (), resolve: Resolver = resolve_host, *,
-                   require_allow_list: str | None = None) -> str:
+                   require_allow_list: str | None = None, what: str = "options.base_url") -> str:
     """The URL, if a request may go there (see the module's rules); raises ProviderNotConfigured."""
-    _, host, port = split_base_url(url)
+    _, host, port = split_base_url(url, what)
     allowed = frozenset(allowed)
     if is_allowed(host, port, allowed):
         return url
-    where = f"options.base_url host {f'[{host}]' if ':' in host else host}:{port}"
+    where = f"{what} host {f'[{host}]' if ':' in host else host}:{port}"
     addresses: list[IPAddress] = []
     literal = literal_address(host)
     if literal is not None:

@@ -47,6 +47,10 @@ def reprice_event(event: dict[str, Any], table: PriceTable) -> dict[str, Any]:
                            int(event.get("saved_output_tokens") or 0))
         new["saved_cost_usd"] = f"{saved:f}"
         return new  # a hit used nothing: its cost stays what it was (0)
+    units = event.get("units") or "tokens"
+    if units != "tokens":  # a transcription (seconds) or speech (characters) call: priced per unit
+        new["cost_usd"] = f"{table.unit_cost(provider, model, units, int(event.get('quantity') or 0)):f}"
+        return new
     cost = table.cost(provider, model, int(event.get("input_tokens") or 0), int(event.get("output_tokens") or 0),
                       int(event.get("cached_input_tokens") or 0))
     new["cost_usd"] = f"{cost:f}"
@@ -65,7 +69,10 @@ class RepriceSummary:
         row["events"] += 1
         row["old_usd"] = f"{money(row['old_usd']) + money(old.get('cost_usd')):f}"
         row["new_usd"] = f"{money(row['new_usd']) + money(new.get('cost_usd')):f}"
-        if table.rates(old["provider"], old["model"]) is None:
+        units = old.get("units") or "tokens"
+        priced = table.rates(old["provider"], old["model"]) if units == "tokens" else \
+            table.unit_rate(old["provider"], old["model"], units)
+        if priced is None:
             row["unpriced"] += 1  # billed 0 by the new table: it has no price for the model
 
     def total(self) -> dict[str, Any]:

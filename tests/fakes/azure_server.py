@@ -1,5 +1,6 @@
 """A local server speaking the Azure OpenAI data-plane API:
-`POST /openai/deployments/{deployment}/chat/completions?api-version=...` with an `api-key` header.
+`POST /openai/deployments/{deployment}/chat/completions?api-version=...` with an `api-key` header, and the
+speech endpoints `.../audio/transcriptions` and `.../audio/speech` under the deployment (as the OpenAI fake's).
 
 Same Chat Completions bodies as OpenAI plus Azure's content-filter annotations
 (`prompt_filter_results`, per-choice `content_filter_results`), a filter-only first stream chunk, and
@@ -27,6 +28,18 @@ class FakeAzureOpenAI(FakeOpenAI):
         self.deployments: list[str] = []
         self.api_versions: list[str] = []
         self.app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.deployment_chat)
+        # The speech endpoints under the deployment (tests.fakes.openai_audio's bodies and answers).
+        self.app.router.add_post("/openai/deployments/{deployment}/audio/transcriptions",
+                                 self.deployment(self.audio.transcriptions))
+        self.app.router.add_post("/openai/deployments/{deployment}/audio/speech", self.deployment(self.audio.speech))
+
+    def deployment(self, handler):
+        async def under_deployment(request: web.Request) -> web.StreamResponse:
+            if not request.query.get("api-version"):
+                return self.error(404, message="Resource not found")
+            self.deployments.append(request.match_info["deployment"])
+            return await handler(request)
+        return under_deployment
 
     def authorized(self, request: web.Request) -> bool:
         return bool(request.headers.get("api-key"))

@@ -30,6 +30,9 @@ categories (`MODERATION_CATEGORIES`). Its requests are recorded in `moderation_r
 Faults: an input string (for a list: its last string) starting with `FAULT:` (or `FAULT@<server>:`) asks
 for the same faults as a chat message (`<status>`, `429-bare`, `slow:<ms>`, `hang`, `reset`, `malformed`,
 `error200`, `hollow` (a result without categories or scores), `cut`, `flaky:<n>:<fault>`).
+
+Speech to text and text to speech, `POST /v1/audio/transcriptions` and `POST /v1/audio/speech`: see
+`tests.fakes.openai_audio` (the transcript is read from a RIFF comment chunk the test writes into its WAV).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any, Iterable
 
 from aiohttp import web
 
+from tests.fakes.openai_audio import OpenAIAudio
 from tests.fakes.base import (
     TOOL_ARGUMENT_PIECES,
     TOOL_ARGUMENTS,
@@ -130,6 +134,9 @@ class FakeOpenAI(FakeServer):
         self.down = False  # a provider outage: every chat request gets a 503 while set
         self.app.router.add_post("/v1/chat/completions", self.chat_completions)
         self.app.router.add_post("/v1/moderations", self.moderations)
+        self.audio_requests: list[dict[str, Any]] = []  # transcription and speech requests (tests.fakes.openai_audio)
+        self.audio_seen: Counter[str] = Counter()
+        self.audio = OpenAIAudio(self)
 
     # ---- protocol pieces (Azure overrides some) ---------------------------------------------
 

@@ -68,7 +68,8 @@ class Chat:
     def __init__(self, deployment: Deployment) -> None:
         self.d = deployment
         self.producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, acks="all", linger_ms=5)
-        outputs = [deployment.topic(key) for key in ("replies", "reply_chunks", "billing", "dlq", "moderation_events")]
+        outputs = [deployment.topic(key) for key in ("replies", "reply_chunks", "billing", "dlq", "moderation_events",
+                                                   "audio")]
         self.consumer = AIOKafkaConsumer(*outputs, bootstrap_servers=deployment.bootstrap,
                                          auto_offset_reset="earliest", group_id=None)
         self.seen: dict[str, list[tuple[float, dict]]] = defaultdict(list)

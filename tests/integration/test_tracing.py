@@ -19,9 +19,10 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.otlp_receiver import OTLPReceiver
 from tests.integration.harness import Chat, message, profile, profiles_applied, wait_until
 
-STAGES = ["admission", "conversation_turn", "dedupe", "collaboration_in", "prompt", "summarize", "moderation_in",
-          "pre_call", "cache", "draft", "provider_call", "ranking", "collaborate", "post_call", "reply_format",
-          "moderation_out", "sentiment", "settle_usage", "outputs"]
+STAGES = ["admission", "transcribe", "conversation_turn", "dedupe", "collaboration_in", "prompt",
+          "summarize", "moderation_in", "pre_call", "cache", "draft", "provider_call", "ranking",
+          "collaborate", "post_call", "reply_format", "moderation_out", "sentiment", "speak",
+          "settle_usage", "outputs"]
 MODEL = "gpt-4o-mini"
 
 

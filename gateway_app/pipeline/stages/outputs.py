@@ -30,6 +30,7 @@ from gateway_app.pipeline.stage import Services
 from gateway_app.pipeline.stages.admission import settle
 from gateway_app.pipeline.memory import Memory
 from gateway_app.pipeline.stages.moderation import end_stream
+from gateway_app.pipeline.stages.speak import reply_fields
 from gateway_app.pipeline.usage import UsageRecorder, position_of
 from gateway_app.plugins.api import StageInput
 from gateway_app.publisher import Publisher, encode
@@ -50,16 +51,20 @@ class Outputs:
         profile, result = ctx.require_profile(), ctx.result
         if result is None:
             raise RuntimeError("outputs ran without an answer")
+        voice, audio_chunks = reply_fields(ctx, self.services.settings)
         reply = records.ok_reply(ctx.room_message, profile, result, None if ctx.stage_answer else ctx.answer,
                                  ctx.notes, ctx.latency_ms(), ctx.attempts, reply_to=reply_to(ctx),
                                  cached=ctx.cache_hit, truncated=ctx.truncated,
                                  moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts),
                                  language=ctx.reply_language, sentiment=ctx.sentiment, ranking=ctx.ranking,
-                                 collaboration=collaboration.info(ctx.hops))
+                                 collaboration=collaboration.info(ctx.hops), **voice)
         for spec, options in stages_at(self.services.plugins, profile, "outputs"):
             seen = StageInput(ctx.message, profile, ctx.require_request(), options, result=result, reply=reply)
             await run_plugin(spec, seen, ctx, self.services.counters)
         await end_stream(ctx, blocked=any(v.action == "replace" for v in ctx.verdicts))
+        if audio_chunks:  # the audio the reply names exists before the reply does
+            headers = tracing.headers_of(ctx.trace)
+            await asyncio.gather(*[await self.publisher.audio_chunk(chunk, headers) for chunk in audio_chunks])
         outcome = self.outcome(ctx, answer_back(ctx, result.text) or encode(reply), answered=True)
         await self.send(ctx, outcome, remember=lambda: self.memory.remember(ctx, outcome))
         self.services.counters["answered"] += 1
@@ -168,7 +173,7 @@ class FailureOutputs:
                                      reason=error.reason, latency_ms=ctx.latency_ms(),
                                      attempts=ctx.attempts, notes=ctx.notes, reply_to=reply_to(ctx),
                                      moderation=moderation_records.info(ctx.steering.signals, ctx.verdicts),
-                                     collaboration=collaboration.info(ctx.hops))
+                                     transcript=ctx.transcript, collaboration=collaboration.info(ctx.hops))
         passed_on = answer_back(ctx, "", (str(error.code), error.reason))
         if passed_on is not None:  # the asker answers without this agent's help: no room reply, no DLQ
             await self.outputs.send(ctx, self.outputs.outcome(ctx, passed_on, answered=True))

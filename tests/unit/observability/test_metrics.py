@@ -441,7 +441,7 @@ async def test_publisher_counts_every_dlq_record_and_the_intakes_replies():
             return asyncio.get_running_loop().create_future()
 
     names = ("agent_events", "replies", "reply_chunks", "billing", "dlq", "conversation_cleared",
-             "moderation_events", "room_events", "provider_capacity", "provider_grants")
+             "moderation_events", "room_events", "provider_capacity", "provider_grants", "audio")
     topics = SimpleNamespace(**{n: SimpleNamespace(get_topic_name=lambda n=n: f"gw.{n}") for n in names})
     metrics = GatewayMetrics()
     publisher = Publisher(topics, Producer(), metrics)

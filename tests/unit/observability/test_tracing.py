@@ -49,7 +49,7 @@ UPSTREAM_SPAN = "b7ad6b7169203331"
 UPSTREAM = f"00-{UPSTREAM_TRACE}-{UPSTREAM_SPAN}-01".encode()
 CONTENT = "hello there, a secret plan"
 OUTPUTS = ("agent_events", "replies", "reply_chunks", "billing", "dlq", "conversation_cleared",
-           "moderation_events", "room_events", "provider_capacity", "provider_grants")
+           "moderation_events", "room_events", "provider_capacity", "provider_grants", "audio")
 SETTINGS = Settings(**TEST_SETTINGS)
 
 
@@ -248,9 +248,10 @@ async def test_one_trace_from_the_upstream_producer_through_the_hop_to_the_reply
     assert message.attributes["messaging.destination.name"] == "gateway-agent-events"
     stages = sorted((s for s in finished if s.name.startswith("stage ")), key=lambda s: s.start_time)
     assert [s.name for s in stages] == [f"stage {n}" for n in (
-        "admission", "conversation_turn", "dedupe", "collaboration_in", "prompt", "summarize", "moderation_in",
-        "pre_call", "cache", "draft", "provider_call", "ranking", "collaborate", "post_call", "reply_format",
-        "moderation_out", "sentiment", "settle_usage", "outputs")]
+        "admission", "transcribe", "conversation_turn", "dedupe", "collaboration_in", "prompt",
+        "summarize", "moderation_in", "pre_call", "cache", "draft", "provider_call", "ranking",
+        "collaborate", "post_call", "reply_format", "moderation_out", "sentiment", "speak",
+        "settle_usage", "outputs")]
     assert all(parent_of(s) == ids(message)[1] for s in stages)
     chat = one(spans, "chat gpt-4o-mini")
     assert chat.kind is SpanKind.CLIENT and parent_of(chat) == ids(one(spans, "stage provider_call"))[1]

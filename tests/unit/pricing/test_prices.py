@@ -22,3 +22,26 @@ def test_cached_input_tokens_are_billed_at_the_cached_rate():
 def test_current_table_prices_echo_at_zero():
     table = current_table()
     assert table.version and table.cost("echo", "anything", 100, 100) == 0
+
+
+def test_unit_priced_entries_cost_per_second_and_per_character():
+    table = PriceTable("t", {"p": {"stt": {"per_second": "0.0001"}, "tts": {"per_character": "0.000015"},
+                                   "chat": {"input": "1", "output": "2"}},
+                             "any": {"*": {"input": "0", "output": "0", "per_second": "0"}}})
+    assert table.unit_cost("p", "stt", "seconds", 90) == Decimal("0.009")
+    assert table.unit_cost("p", "tts", "characters", 1000) == Decimal("0.015")
+    assert table.unit_cost("any", "whatever", "seconds", 60) == 0
+    assert table.unit_rate("p", "stt", "characters") is None and table.unit_rate("p", "chat", "seconds") is None
+    assert table.unit_cost("p", "chat", "seconds", 10) == 0  # no unit price: billed 0 (logged), recomputable
+    assert table.rates("p", "stt") is None  # a unit-only entry has no token rates
+
+
+def test_the_current_table_prices_openai_speech_models():
+    table = current_table()
+    assert table.version == "2026-12-01"
+    assert table.unit_cost("openai", "whisper-1", "seconds", 60) == Decimal("0.006")  # $0.006 per minute
+    assert table.unit_cost("openai", "gpt-4o-transcribe", "seconds", 60) == Decimal("0.006")
+    assert table.unit_cost("openai", "gpt-4o-mini-transcribe", "seconds", 60) == Decimal("0.003")
+    assert table.unit_cost("openai", "tts-1", "characters", 1_000_000) == Decimal("15")
+    assert table.unit_cost("openai", "tts-1-hd", "characters", 1_000_000) == Decimal("30")
+    assert table.cost("openai", "gpt-4o-mini", 1_000_000, 0) == Decimal("0.15")  # token prices unchanged
