@@ -32,7 +32,9 @@ from gateway_app.contract.internal import ConsultationRecord, ConsultedRecord, O
 from gateway_app.contract.profile import CONSULT_TOOL
 from gateway_app.providers.base import ToolCall
 
-DRAFT_CALL_ID = "consult_draft"  # the call the gateway makes for an `always` collaborator's draft
+# The call the gateway makes for an `always` collaborator's draft: this prefix and the message's own id (a
+# call id must be unique in its conversation: a later message's draft is another call).
+DRAFT_CALL_PREFIX = "consult_draft_"
 NOT_RUN = ("not run: consult_agent was called in the same answer, and the gateway runs it on its own; "
            "call this tool again if it is still needed")
 MAX_QUESTION_CHARS = 20_000
@@ -148,7 +150,7 @@ def plan(calls: Iterable[ToolCall], profile: AgentProfile, position: Position, l
         if call.name != CONSULT_TOOL:
             out.gathered.append(GatheredResult(tool_call_id=call.id, content=NOT_RUN, is_error=True))
             continue
-        mode = "always" if call.id == DRAFT_CALL_ID else "tool"
+        mode = "always" if call.id.startswith(DRAFT_CALL_PREFIX) else "tool"
         wanted = parsed(call)
         if wanted is None:
             reason = "consult_agent needs a listed agent_id and a non-empty question"
@@ -166,13 +168,15 @@ def plan(calls: Iterable[ToolCall], profile: AgentProfile, position: Position, l
     return out
 
 
-def draft_call(profile: AgentProfile, question: str) -> ToolCall | None:
-    """The call that asks the profile's `always` collaborator for a draft of the answer."""
+def draft_call(profile: AgentProfile, message_id: str, question: str) -> ToolCall | None:
+    """The call that asks the profile's `always` collaborator for a draft of the answer to `message_id`.
+    Its id is made of letters, digits and underscores only (what every provider accepts in a call id)."""
     drafter = next((c for c in profile.collaborators if c.when == "always"), None)
     if drafter is None:
         return None
     arguments = json.dumps({"agent_id": drafter.agent_id, "question": question[:MAX_QUESTION_CHARS]})
-    return ToolCall(DRAFT_CALL_ID, CONSULT_TOOL, arguments)
+    return ToolCall(DRAFT_CALL_PREFIX + ids.consultation_id(message_id, "draft").replace("-", ""), CONSULT_TOOL,
+                    arguments)
 
 
 def next_record(*, asker: str, room_id: str, user_id: str | None, reply_to: str, asks: list[ConsultCall],
@@ -214,7 +218,7 @@ def refine_instruction(record: Any) -> str | None:
     """For the answer after an `always` collaborator's draft: what the model is to do with it."""
     if not isinstance(record, ConsultedRecord):
         return None
-    draft = next((r for r in record.payload.gathered if r.tool_call_id == DRAFT_CALL_ID), None)
+    draft = next((r for r in record.payload.gathered if r.tool_call_id.startswith(DRAFT_CALL_PREFIX)), None)
     if draft is None:
         return None
     if draft.is_error:

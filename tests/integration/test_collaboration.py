@@ -66,6 +66,8 @@ async def test_agents_consult_each_other(cluster_factory, openai_fake):
     msgs = {
         "tool": message(a_tool, room_id=f"r-{tag}", content=f"CONSULT:{b_tool}:When does parcel 7 arrive?"),
         "always": message(a_always, room_id=f"r-{tag}", content="Write a greeting for Ana"),
+        # A second draft in the same room: another call id (one conversation holds both exchanges).
+        "always2": message(a_always, room_id=f"r-{tag}", content="Write a farewell for Ana"),
         "fail": message(a_fail, room_id=f"r-{tag}", content=f"CONSULT:{b_fail}:Are you there?"),
         "loop": message(a_loop, room_id=f"r-{tag}", content=f"CONSULT:{b_loop}:CONSULT:{a_loop}:round and round"),
         # B answers each question with the next one (`REPLY:`), so A's every answer asks B once more.
@@ -118,10 +120,10 @@ async def test_agents_consult_each_other(cluster_factory, openai_fake):
     draft = f"{PREFIX} Write a greeting for Ana"
     assert reply["always"]["content"] == f"{PREFIX} {draft}"
     assert [h["mode"] for h in reply["always"]["collaboration"]["consulted"]] == ["always"]
-    (refine,) = requests_of(server, f"You are {a_always}.")
+    refine = next(r for r in requests_of(server, f"You are {a_always}.") if r["messages"][-1]["content"] == draft)
     assert "Refine it into your own answer" in refine["messages"][0]["content"]
-    assert refine["messages"][-1]["content"] == draft
-    assert len(requests_of(server, f"You are {b_always}.")) == 1
+    assert reply["always2"]["content"] == f"{PREFIX} {PREFIX} Write a farewell for Ana"
+    assert len(requests_of(server, f"You are {a_always}.")) == 2 and len(requests_of(server, f"You are {b_always}.")) == 2
 
     # fail: the collaborator is disabled; A is told and answers alone, the reply says so.
     (hop,) = reply["fail"]["collaboration"]["consulted"]

@@ -101,7 +101,7 @@ class Draft:
         profile = ctx.require_profile()
         if ctx.stage_answer is not None or ctx.position.round or isinstance(ctx.record, ConsultedRecord):
             return
-        call = collaboration.draft_call(profile, ctx.message.content)
+        call = collaboration.draft_call(profile, ctx.message.message_id, ctx.message.content)
         if call is None:
             return
         agent_id, _ = collaboration.parsed(call) or ("?", "")

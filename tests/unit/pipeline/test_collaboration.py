@@ -4,6 +4,7 @@ round travels from agent to agent, and the profile's `collaborators` contract.""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from pydantic import ValidationError
@@ -21,7 +22,7 @@ from gateway_app.contract.internal import (
     internal_key,
 )
 from gateway_app.pipeline import collaboration
-from gateway_app.pipeline.collaboration import DRAFT_CALL_ID, Limits, Position
+from gateway_app.pipeline.collaboration import DRAFT_CALL_PREFIX, Limits, Position
 from gateway_app.providers.base import ToolCall
 
 ORIGIN = Origin(topic="ai-message-created", partition=0, offset=7, received_at_ms=1)
@@ -142,9 +143,12 @@ def test_positions_follow_the_chain():
 
 
 def test_a_draft_is_asked_of_the_always_collaborator_and_refined_after():
-    call = collaboration.draft_call(profile("a", {"agentId": "b", "when": "always"}), "Write a poem")
-    assert call.id == DRAFT_CALL_ID and json.loads(call.arguments) == {"agent_id": "b", "question": "Write a poem"}
-    assert collaboration.draft_call(profile("a", {"agentId": "b"}), "x") is None
+    drafting = profile("a", {"agentId": "b", "when": "always"})
+    call = collaboration.draft_call(drafting, "m1", "Write a poem")
+    assert call.id.startswith(DRAFT_CALL_PREFIX) and json.loads(call.arguments) == {"agent_id": "b", "question": "Write a poem"}
+    assert re.fullmatch(r"[A-Za-z0-9_]+", call.id)  # every provider takes it as a call id
+    assert collaboration.draft_call(drafting, "m2", "Write a poem").id != call.id  # unique in the conversation
+    assert collaboration.draft_call(profile("a", {"agentId": "b"}), "m1", "x") is None
     (ask,) = collaboration.plan([call], profile("a", {"agentId": "b", "when": "always"}), at_root(), LIMITS).asks
     assert ask.mode == "always"
     asked = collaboration.next_record(asker="a", room_id="r", user_id=None, reply_to="m1", asks=[ask], gathered=[],
