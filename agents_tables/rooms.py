@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import faust
 from pydantic import ValidationError
 
+from agents_tables.ordered import register_ordered
 from agents_tables.tables import Stores
 from gateway_app.contract.internal import (
     RoomActivityRecord,
@@ -51,17 +53,7 @@ async def handle(raw: bytes, stores: Stores, publisher: Publisher) -> None:
 
 
 def register(app: faust.App, stores: Stores, publisher: Publisher, topics: GatewayTopics) -> None:
-    @app.agent(topics.room_events, name="rooms")
-    async def rooms(stream: faust.StreamT) -> None:
-        async for event in stream.noack().events():
-            if not await app.consumer.admit(event.message):  # in offset order, never past a missing record
-                continue
-            try:
-                await handle(event.value, stores, publisher)
-            except ValidationError as exc:  # only the gateway writes this topic: a bug, not user input
-                log.error("rooms.bad_record partition=%s offset=%s error=%s", event.message.partition,
-                          event.message.offset, exc)
-            except Exception:
-                log.exception("rooms.internal_error partition=%s offset=%s", event.message.partition,
-                              event.message.offset)
-            event.ack()
+    async def one(event: Any) -> None:
+        await handle(event.value, stores, publisher)
+
+    register_ordered(app, topics.room_events, "rooms", one, (ValidationError,))

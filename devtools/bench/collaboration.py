@@ -94,7 +94,7 @@ async def measure(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> d
                 seconds, per_message = await run_one(broker, tmp, fake, kind, args.collaboration_rate,
                                                      args.latency_seconds)
                 latencies[kind] += seconds
-                p50s[kind].append(percentile(seconds, 50) * 1000)
+                p50s[kind].append(percentile(seconds, 0.5) * 1000)
                 calls[kind].append(per_message)
                 print(f"collaboration round {round_no + 1}: {kind}: p50 {p50s[kind][-1]:.1f} ms, "
                       f"{per_message:.2f} calls per message", flush=True)
@@ -127,7 +127,7 @@ def render_collaboration(detail: dict, host: dict[str, str], args: argparse.Name
     ]
     for kind in KINDS:
         p50 = median(p50s[kind])
-        lines.append(f"| {kind} | {p50:.1f} | {percentile(latencies[kind], 99) * 1000:.1f} | "
+        lines.append(f"| {kind} | {p50:.1f} | {percentile(latencies[kind], 0.99) * 1000:.1f} | "
                      f"{p50 - alone:+.1f} | {median(calls[kind]):.2f} |")
     return "\n".join(lines) + "\n" + NOTES
 
