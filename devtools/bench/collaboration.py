@@ -140,7 +140,8 @@ NOTES = """
   back on the asker's. With a provider that answers in 1–2 s, the calls dominate: `tool` takes about
   three calls' time, `always` two.
 - Money: every call is billed to the agent that made it. `tool` pays the asking call (its prompt
-  includes the `consult_agent` tool's definition, about 60–100 tokens), the collaborator's call and the
+  includes the `consult_agent` tool's definition: 481 characters of JSON with one collaborator, about
+  120 tokens by the gateway's characters / 4 estimate; providers count their own way), the collaborator's call and the
   answering call (which carries the question and the answer); `always` pays the collaborator's call and
   the agent's own, which carries the draft.
 """
