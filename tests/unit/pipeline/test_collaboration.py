@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
 
+from agents_tables.outcomes import Outcome
 from gateway_app.contract import ids
 from gateway_app.contract.collaboration import Frame
 from gateway_app.contract.events import AgentProfile
@@ -21,8 +23,10 @@ from gateway_app.contract.internal import (
     encode_agent_event,
     internal_key,
 )
+from gateway_app.observability.tracing import TraceState
 from gateway_app.pipeline import collaboration
 from gateway_app.pipeline.collaboration import DRAFT_CALL_PREFIX, Limits, Position
+from gateway_app.pipeline.stages.outputs import send_outcome
 from gateway_app.providers.base import ToolCall
 
 ORIGIN = Origin(topic="ai-message-created", partition=0, offset=7, received_at_ms=1)
@@ -168,3 +172,28 @@ def test_a_question_past_the_timeout_is_expired():
                                       origin=ORIGIN, now_ms=1_000)
     assert not collaboration.expired(asked.payload, 61_000, LIMITS)
     assert collaboration.expired(asked.payload, 61_001, LIMITS)
+
+
+async def test_a_passed_on_record_goes_to_its_agent_with_the_messages_traceparent():
+    """The hop between agents carries the asker's trace context, so the collaborator's spans join its trace;
+    a reply still goes to the room."""
+    sent = []
+
+    class Publisher:
+        async def forward(self, agent_id, value, headers=None):
+            sent.append(("forward", agent_id, headers))
+
+        async def send_reply_bytes(self, room_id, value, headers=None):
+            sent.append(("reply", room_id, headers))
+
+    headers = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
+    ctx = SimpleNamespace(trace=TraceState(span=None, context=None, headers=headers),
+                          message=SimpleNamespace(room_id="r"))
+    record = collaboration.next_record(asker="a", room_id="r", user_id=None, reply_to="m1",
+                                       asks=collaboration.plan([consult("c1", "b")], profile("a", {"agentId": "b"}),
+                                                               at_root(), LIMITS).asks,
+                                       gathered=[], hops=[], chain=("a",), round_=1, frame=Frame(message_id="m1"),
+                                       origin=ORIGIN, now_ms=1)
+    await send_outcome(Publisher(), ctx, Outcome(encode_agent_event(record)))
+    await send_outcome(Publisher(), ctx, Outcome(b'{"reply_id": "x"}'))
+    assert sent == [("forward", "b", headers), ("reply", "r", headers)]
