@@ -75,7 +75,10 @@ async def test_voice_in_and_out(cluster_factory, openai_fake, audio_host):
     broken["audio"]["b64"] = broken["audio"]["b64"][:-6] + "!!"
     long = message(agent, room_id="r-long", content=f"REPLY:{LONG}")
     mute = message(agent, room_id="r-mute", content="REPLY:Sorry, SPEECH-FAULT:503 the line is bad.")
-    msgs = [spoken, by_url, refused, deaf, broken, long, mute]
+    # One 503 each, then an answer: both calls are retried on the retry policy.
+    hard = audio_message(agent, b64=make_wav(0.5, "FAULT:flaky:1:503 hard to hear"))
+    again = message(agent, room_id="r-again", content="REPLY:Once more SPEECH-FAULT:flaky:1:503 now.")
+    msgs = [spoken, by_url, refused, deaf, broken, long, mute, hard, again]
     async with Chat(cluster.deployment) as chat:
         await chat.profile(profile(agent, provider="openai", model="gpt-4o-mini", voice={"format": "wav"}))
         await chat.wait_for(profiles_applied(worker, {agent: 1}), 60, "the profile")
@@ -135,6 +138,13 @@ async def test_voice_in_and_out(cluster_factory, openai_fake, audio_host):
     assert quiet["audio_b64"] is None and quiet["audio"] is None
     assert {"stage": "speak", "action": "skipped", "reason": "speech failed (provider_unavailable)"} in quiet["stages"]
     assert set(by_units(bills[mute["messageId"]])) == {"tokens"}
+    # A 503 from either endpoint is retried: one more call each, billed once.
+    assert server.audio_seen["FAULT:flaky:1:503 hard to hear"] == 2
+    assert reply[hard["messageId"]]["status"] == "ok"
+    assert reply[hard["messageId"]]["transcript"] == "FAULT:flaky:1:503 hard to hear"
+    assert by_units(bills[hard["messageId"]])["seconds"]["quantity"] == 1
+    assert server.audio_seen["FAULT:flaky:1:503 now."] == 2
+    assert reply[again["messageId"]]["audio_b64"] and not reply[again["messageId"]]["stages"]
     # What the fake's endpoints were asked: whisper with verbose_json, speech with the profile's voice.
     asked = server.audio_requests
     assert {(a["model"], a["response_format"]) for a in asked if a["endpoint"] == "transcriptions"} == \

@@ -25,6 +25,7 @@ from gateway_app.pipeline.stages.provider_call import ProviderCall
 from gateway_app.pipeline.stages.transcribe import voice_target
 from gateway_app.settings import Settings
 from gateway_app.voice.audio import billed_characters, split
+from gateway_app.voice.retries import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,11 @@ class Speak:
             where = await voice_target(self.services, self.call, profile)
             if where.provider is None:
                 return self.skip(ctx, f"provider {where.target.provider!r} has no speech endpoint")
-            speech = await where.provider.speak(where.request, text, voice.model, voice.voice, voice.format,
-                                                self.settings.call_timeout_seconds)
+            provider = where.provider
+            speech = await with_retries(
+                lambda: provider.speak(where.request, text, voice.model, voice.voice, voice.format,
+                                       self.settings.call_timeout_seconds),
+                self.settings.retry_policy(), f"speech message={ctx.message.message_id}")
         except GatewayError as failed:
             return self.skip(ctx, f"speech failed ({failed.code})", failed.reason)
         except Exception as exc:  # never lose the text answer for its audio
@@ -81,7 +85,8 @@ def reply_fields(ctx: MessageContext, settings: Settings) -> tuple[dict[str, Any
         return fields, []
     audio_id = ids.audio_id(ctx.message.message_id)
     pieces = split(speech.audio, settings.audio_chunk_bytes)
-    chunks = [records.audio_chunk(ctx.message, audio_id, seq, seq == len(pieces) - 1, speech.format,
+    # Under the room's message id (after a consultation, the user's message: the reply's own).
+    chunks = [records.audio_chunk(ctx.room_message, audio_id, seq, seq == len(pieces) - 1, speech.format,
                                   base64.b64encode(piece).decode()) for seq, piece in enumerate(pieces)]
     fields["audio"] = AudioRef(audio_id=audio_id, format=speech.format, bytes=len(speech.audio), chunks=len(chunks))
     fields["audio_format"] = speech.format

@@ -3,7 +3,8 @@ reads its content. The audio is decoded (checked at intake) or fetched (`voice.f
 only, bounded, no redirects), then sent to the speech-to-text endpoint of the agent's own provider (its
 profile provider, with the agent's key: the client its chat calls use); providers without one refuse it
 (`transcription_unavailable`). The transcript becomes the message's content for every later stage, and
-the reply carries it. One attempt, no fallbacks: a failure is an error reply and a DLQ record (replayable).
+the reply carries it. Retried on the retry policy (`voice.retries`), no fallbacks: a failure is an error
+reply and a DLQ record (replayable).
 
 Billed per second of audio (`units: seconds`): from the WAV header for wav, else the answer's duration.
 """
@@ -26,6 +27,7 @@ from gateway_app.pipeline.stages.provider_call import ProviderCall
 from gateway_app.providers.base import ChatRequest, VoiceProvider
 from gateway_app.voice import fetch
 from gateway_app.voice.audio import billed_seconds, wav_duration
+from gateway_app.voice.retries import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ class Transcribe:
                                "audio messages need an OpenAI-compatible provider (openai, azure, local)")
         started = time.monotonic()
         try:
-            heard = await where.provider.transcribe(where.request, data, audio.format, model,
-                                                    self.settings.call_timeout_seconds)
+            heard = await with_retries(
+                lambda: where.provider.transcribe(where.request, data, audio.format, model,
+                                                  self.settings.call_timeout_seconds),
+                self.settings.retry_policy(), f"transcription message={ctx.message.message_id}")
         except GatewayError as failed:
             raise self.failed(ctx, where.target.provider, model, failed) from None
         billed = billed_seconds(seconds if seconds is not None else heard.duration)
