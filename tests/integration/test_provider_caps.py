@@ -37,8 +37,21 @@ def capped_env(thread, **extra: str) -> dict[str, str]:
             "GATEWAY_MESSAGE_DEADLINE_SECONDS": "100", "GATEWAY_REBALANCE_TIMEOUT_SECONDS": "120", **extra}
 
 
-def over_the_cap(windows: dict[int, int]) -> dict[int, int]:
-    return {w: n for w, n in windows.items() if n > CAP}
+def beyond_the_stated_worst_case(windows: dict[int, int]) -> list[str]:
+    """docs/providers.md's worst case at the provider: counted by the workers' clocks a window never grants
+    more than the cap, but a call granted late in one window may arrive in the next. So no window sees
+    more than 2 x the cap, and the windows from the first to any other never more than their caps
+    together (arrivals only lag grants)."""
+    problems, seen = [], 0
+    first = min(windows) if windows else 0
+    for window, count in sorted(windows.items()):
+        seen += count
+        allowed = (window - first + 1) * CAP
+        if count > 2 * CAP:
+            problems.append(f"window {window}: {count} requests > 2 x {CAP}")
+        if seen > allowed:
+            problems.append(f"windows {first}..{window}: {seen} requests > {allowed}")
+    return problems
 
 
 @pytest.mark.parametrize("workers,kill", [(2, False), (3, True)], ids=["two-workers", "three-workers-one-killed"])
@@ -69,9 +82,11 @@ async def test_a_cap_holds_across_workers(cluster_factory, openai_fake, workers,
           "lease asks per live worker (asks, answered, mean / max ms from ask to grant): "
           + ", ".join(f"{a['asks']}, {a['grants']}, {a['ask_ms']['mean']} / {a['ask_ms']['max']}" for a in asks))
     assert statuses.count("ok") == MESSAGES, statuses
-    assert not over_the_cap(windows), windows
+    print(f"windows over the cap at the provider (a call granted late in the window before): "
+          f"{ {w: n for w, n in windows.items() if n > CAP} or 'none'}")
+    assert not beyond_the_stated_worst_case(windows), (beyond_the_stated_worst_case(windows), windows)
     # The cap was what paced them: without it the fake would have answered all of them in one window.
-    assert len(windows) >= MESSAGES // CAP and max(windows.values()) == CAP, windows
+    assert len(windows) >= MESSAGES // CAP and max(windows.values()) >= CAP, windows
 
 
 async def test_a_429_on_one_worker_pauses_the_endpoint_on_every_worker(cluster_factory, openai_fake):
