@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from typing import Any, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devtools.workers import Deployment, Worker
 
@@ -69,7 +69,7 @@ class Chat:
         self.d = deployment
         self.producer = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, acks="all", linger_ms=5)
         outputs = [deployment.topic(key) for key in ("replies", "reply_chunks", "billing", "dlq", "moderation_events",
-                                                   "audio")]
+                                                   "audio", "provider_grants")]
         self.consumer = AIOKafkaConsumer(*outputs, bootstrap_servers=deployment.bootstrap,
                                          auto_offset_reset="earliest", group_id=None)
         self.seen: dict[str, list[tuple[float, dict]]] = defaultdict(list)
@@ -144,6 +144,14 @@ class Chat:
 
     def dlq_of(self, message_id: str) -> list[dict]:
         return [d for _, d in self.seen["dlq"] if d.get("message_id") == message_id]
+
+    async def grants(self) -> list[dict]:
+        """Every capacity owner's answer on `gateway-provider-grants` so far, in the order announced (the
+        topic has one partition, whose offsets here start at 0: its end offset is how many records it holds)."""
+        tp = TopicPartition(self.d.topic("provider_grants"), 0)
+        end = (await self.consumer.end_offsets([tp]))[tp]
+        await self.wait_for(lambda: len(self.seen["provider_grants"]) >= end, 30, f"{end} grants read")
+        return [g for _, g in self.seen["provider_grants"] if g.get("kind") == "grant"]
 
     def arrival(self, message_id: str) -> float:
         return min(t for t, r in self.seen["replies"] if r["message_id"] == message_id)

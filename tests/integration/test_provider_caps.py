@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -21,7 +22,6 @@ WINDOW_SECONDS = 3.0
 CAP = 12  # requests per window: 4/s, far below what the fake and two cores answer, so the cap binds
 AGENTS = 24
 MESSAGES = 96
-LEASE = max(1, int(CAP * 0.1))  # GATEWAY_PROVIDER_LEASE_SHARE's default: one lease is this many requests
 
 
 @pytest.fixture
@@ -32,27 +32,36 @@ def openai_fake():
 
 
 def capped_env(thread, **extra: str) -> dict[str, str]:
-    return {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": thread.url + "/v1",
+    # The SDK loaded before /ready, as in production: a first call that imports it on the way from its
+    # lease to the wire reaches the fake a window late (docs/providers.md, reason 4).
+    return {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": thread.url + "/v1", "GATEWAY_PRELOAD_PROVIDERS": "openai",
             "GATEWAY_PROVIDER_LIMITS": json.dumps({"openai": {"rpm": CAP}}),
             "GATEWAY_PROVIDER_CAP_WINDOW_SECONDS": str(WINDOW_SECONDS),
             "GATEWAY_MESSAGE_DEADLINE_SECONDS": "100", "GATEWAY_REBALANCE_TIMEOUT_SECONDS": "120", **extra}
 
 
-def beyond_the_stated_worst_case(windows: dict[int, int], workers: int) -> list[str]:
-    """docs/providers.md's worst case at the provider: counted by the workers' clocks a window grants the
-    cap, plus about one lease per worker while the endpoint's owner moves (a known defect, item 5); a call
-    granted late in one window may arrive in the next. So no window sees more than 2 x the cap, and the
-    windows from the first to any other never more than their caps together plus one lease per worker
-    (arrivals only lag grants)."""
-    problems, seen = [], 0
-    first = min(windows) if windows else 0
-    for window, count in sorted(windows.items()):
-        seen += count
-        allowed = (window - first + 1) * CAP + workers * LEASE
-        if count > 2 * CAP:
-            problems.append(f"window {window}: {count} requests > 2 x {CAP}")
-        if seen > allowed:
-            problems.append(f"windows {first}..{window}: {seen} requests > {allowed}")
+def granted_per_window(grants: list[dict]) -> dict[int, int]:
+    """Requests the owners granted per window, from `gateway-provider-grants`: each ask counted once (a
+    redelivered ask is announced again; its worker takes the first answer only)."""
+    first: dict[str, dict] = {}
+    for grant in grants:
+        first.setdefault(grant["request_id"], grant)
+    totals: Counter[int] = Counter()
+    for grant in first.values():
+        totals[grant["window"]] += grant["requests"]
+    return dict(sorted(totals.items()))
+
+
+def over_what_was_granted(arrived: dict[int, int], granted: dict[int, int]) -> list[str]:
+    """A call reaches the provider after its lease was spent, in the window it was granted in or a later
+    one (the same clock here: workers and fake share the machine), never before. So, window by window, the
+    requests that arrived so far never exceed those granted so far."""
+    problems, arrived_so_far, granted_so_far = [], 0, 0
+    for window in sorted(set(arrived) | set(granted)):
+        arrived_so_far += arrived.get(window, 0)
+        granted_so_far += granted.get(window, 0)
+        if arrived_so_far > granted_so_far:
+            problems.append(f"up to window {window}: {arrived_so_far} arrived > {granted_so_far} granted")
     return problems
 
 
@@ -77,18 +86,24 @@ async def test_a_cap_holds_across_workers(cluster_factory, openai_fake, workers,
             nodes[-1].kill()  # its lease lapses unused; its partitions (and perhaps endpoint ownership) move
         replies = await chat.wait_replies([m["messageId"] for m in msgs], timeout=240)
         asks = [node.get("/providers")[1]["leases"] for node in nodes if node.proc.poll() is None]
+        granted = granted_per_window(await chat.grants())
     statuses = [replies[m["messageId"]][0]["status"] for m in msgs]
-    windows = server.per_window(WINDOW_SECONDS)
+    arrived = server.per_window(WINDOW_SECONDS)
     print(f"\n{workers} workers{' (one killed)' if kill else ''}: {len(server.arrivals)} provider requests in "
-          f"{time.time() - started:.1f} s; per {WINDOW_SECONDS:.0f} s window: {list(windows.values())} (cap {CAP}); "
-          "lease asks per live worker (asks, answered, mean / max ms from ask to grant): "
+          f"{time.time() - started:.1f} s (cap {CAP} per {WINDOW_SECONDS:.0f} s window)\n"
+          f"  granted per window (owners' answers): {granted}\n  arrived per window (the fake):       {arrived}\n"
+          "  lease asks per live worker (asks, answered, mean / max ms from ask to grant): "
           + ", ".join(f"{a['asks']}, {a['grants']}, {a['ask_ms']['mean']} / {a['ask_ms']['max']}" for a in asks))
     assert statuses.count("ok") == MESSAGES, statuses
-    print(f"windows over the cap at the provider (a late call, or an owner's move: docs/providers.md): "
-          f"{ {w: n for w, n in windows.items() if n > CAP} or 'none'}")
-    assert not beyond_the_stated_worst_case(windows, workers), (beyond_the_stated_worst_case(windows, workers), windows)
+    # Exact by the workers' clocks: no window's grants add up to more than the cap (docs/providers.md).
+    assert max(granted.values()) <= CAP, granted
+    # At the provider, only lateness: a window sees its own calls plus some the previous one granted late.
+    print(f"  windows over the cap at the fake (calls granted late in the window before): "
+          f"{ {w: n for w, n in arrived.items() if n > CAP} or 'none'}")
+    assert not over_what_was_granted(arrived, granted), (over_what_was_granted(arrived, granted), granted, arrived)
+    assert max(arrived.values()) <= 2 * CAP, arrived
     # The cap was what paced them: without it the fake would have answered all of them in one window.
-    assert len(windows) >= MESSAGES // CAP and max(windows.values()) >= CAP, windows
+    assert len(arrived) >= MESSAGES // CAP and max(granted.values()) == CAP, (granted, arrived)
 
 
 async def test_a_429_on_one_worker_pauses_the_endpoint_on_every_worker(cluster_factory, openai_fake):
