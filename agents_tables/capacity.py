@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import faust
 import mode
@@ -27,12 +28,13 @@ from gateway_app.topics import GatewayTopics
 log = logging.getLogger(__name__)
 
 
-async def handle(raw: bytes, table: faust.Table, publisher: Publisher) -> Grant | PauseAnnouncement:
+async def handle(raw: bytes, table: faust.Table, publisher: Publisher, owner: str) -> Grant | PauseAnnouncement:
     request = capacity.decode_request(raw)
     row = capacity.decode_row(table.get(request.endpoint))
     answer: Grant | PauseAnnouncement
     if isinstance(request, Ask):
         row, answer = capacity.grant(row, request)
+        answer = replace(answer, owner=owner)
     else:
         row = capacity.pause(row, request)
         answer = PauseAnnouncement(request.endpoint, row.paused_until)
@@ -42,14 +44,16 @@ async def handle(raw: bytes, table: faust.Table, publisher: Publisher) -> Grant 
     return answer
 
 
-def register(app: faust.App, table: faust.Table, publisher: Publisher, topics: GatewayTopics) -> None:
+def register(app: faust.App, table: faust.Table, publisher: Publisher, topics: GatewayTopics, owner: str) -> None:
+    """`owner`: this worker's name, put on its grants."""
+
     @app.agent(topics.provider_capacity, name="capacity")
     async def capacity_owner(stream: faust.StreamT) -> None:
         async for event in stream.noack().events():
             if not await app.consumer.admit(event.message):  # in offset order, never past a missing record
                 continue
             try:
-                answer = await handle(event.value, table, publisher)
+                answer = await handle(event.value, table, publisher, owner)
                 if isinstance(answer, Grant):
                     log.debug("capacity.granted endpoint=%s worker=%s window=%d requests=%d tokens=%d",
                               answer.endpoint, answer.worker, answer.window, answer.requests, answer.tokens)

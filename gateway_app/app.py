@@ -30,7 +30,7 @@ from gateway_app.pricing.prices import current_table
 from gateway_app.providers.registry import ProviderPool, is_known
 from gateway_app.publisher import Publisher
 from gateway_app.resilience.endpoints import Endpoints
-from gateway_app.resilience.leases import LeaseClient
+from gateway_app.resilience.leases import LeaseClient, worker_name
 from gateway_app.settings import Settings
 from gateway_app.topics import GatewayTopics, declare_outputs, define_topics
 from gateway_app.web import views
@@ -148,7 +148,8 @@ def create_gateway(settings: Settings, plugins: Plugins | None = None) -> Gatewa
     answering.register(app, dispatcher, topics)
     rooms.register(app, services.stores, publisher, topics)
     sweep.register(app, services.stores, publisher, settings.sweep_interval_seconds)
-    capacity.register(app, tables.provider_capacity, publisher, topics)  # every worker may own an endpoint
+    owner = services.caller.leases.worker if services.caller.leases is not None else worker_name()
+    capacity.register(app, tables.provider_capacity, publisher, topics, owner)  # every worker may own an endpoint
     if services.caller.leases is not None:
         capacity.register_listener(app, settings, topics, services.caller.leases)
     views.register(app, settings, topics, services, dispatcher)

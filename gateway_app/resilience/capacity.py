@@ -71,6 +71,7 @@ class Grant:
     tokens: int
     paused_until: float = 0.0
     kind: str = "grant"
+    owner: str = ""  # the worker that granted it, the endpoint's owner then (operators and tests read it)
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,11 @@ def test_pauses_are_kept_and_carried_by_grants():
 def test_records_round_trip():
     for record in (ask("a"), PauseNotice("w", "e", 1.5)):
         assert capacity.decode_request(capacity.encode(record)) == record
-    grant = Grant("a", "w", "e", 3, 2, 100, 0.0)
+    grant = Grant("a", "w", "e", 3, 2, 100, 0.0, owner="w-owner")
     assert capacity.decode_answer(capacity.encode(grant)) == grant
+    # A grant from a worker of the version before `owner` (a rolling upgrade) still reads, owner unknown.
+    before = b'{"request_id":"a","worker":"w","endpoint":"e","window":3,"requests":2,"tokens":100,"paused_until":0.0,"kind":"grant"}'
+    assert capacity.decode_answer(before) == Grant("a", "w", "e", 3, 2, 100, 0.0, owner="")
 
 
 def test_a_lease_spends_settles_and_lapses_with_its_window():
