@@ -68,6 +68,13 @@ class ProfileDeletedRecord(_Record):
     payload: AgentProfileDeleted
 
 
+def _results_as_message(event: ToolResults, when_empty: str) -> MessageCreated:
+    text = "\n".join(result.content for result in event.results)
+    return MessageCreated(message_id=event.message_id, agent_id=event.agent_id, room_id=event.room_id,
+                          user_id=event.user_id, content=text if text.strip() else when_empty,
+                          created_at=event.created_at, metadata=event.metadata)
+
+
 class ToolResultsRecord(_Record):
     kind: Literal["tool_results"] = "tool_results"
     payload: ToolResults
@@ -76,11 +83,7 @@ class ToolResultsRecord(_Record):
     def as_message(self) -> MessageCreated:
         """The event as the message the stages see (ids, room, user; the results' text as its content,
         for estimates and check stages). The results themselves reach the prompt as tool messages."""
-        text = "\n".join(result.content for result in self.payload.results)
-        event = self.payload
-        return MessageCreated(message_id=event.message_id, agent_id=event.agent_id, room_id=event.room_id,
-                              user_id=event.user_id, content=text if text.strip() else "(empty tool results)",
-                              created_at=event.created_at, metadata=event.metadata)
+        return _results_as_message(self.payload, "(empty tool results)")
 
 
 class ConsultationRecord(_Record):
@@ -113,10 +116,7 @@ class ConsultedRecord(_Record):
 
     @cached_property
     def as_message(self) -> MessageCreated:
-        text = "\n".join(result.content for result in self.payload.gathered)
-        event = self.payload
-        return MessageCreated(message_id=event.message_id, agent_id=event.agent_id, room_id=event.room_id,
-                              user_id=event.user_id, content=text if text.strip() else "(empty answers)")
+        return _results_as_message(self.as_tool_results, "(empty answers)")
 
 
 class ConversationClearedRecord(_Record):

@@ -88,14 +88,18 @@ class Delegation:
         raise Finished("delegated")
 
 
-class Draft:
-    """An `always` collaborator drafts first: the agent's own call comes with the draft, after it."""
-
-    name = "draft"
+class _Delegating:
+    """A stage that hands questions to the shared `Delegation` (the pipeline builds it once)."""
 
     def __init__(self, services: Services, delegation: Delegation) -> None:
         self.delegation = delegation
         self.limits = delegation.limits
+
+
+class Draft(_Delegating):
+    """An `always` collaborator drafts first: the agent's own call comes with the draft, after it."""
+
+    name = "draft"
 
     async def run(self, ctx: MessageContext) -> None:
         profile = ctx.require_profile()
@@ -115,14 +119,10 @@ class Draft:
         await self.delegation.ask(ctx, result.tool_calls)
 
 
-class Collaborate:
+class Collaborate(_Delegating):
     """The model asked `consult_agent`: its calls are asked, or (past the rounds) dropped from the answer."""
 
     name = "collaborate"
-
-    def __init__(self, services: Services, delegation: Delegation) -> None:
-        self.delegation = delegation
-        self.limits = delegation.limits
 
     async def run(self, ctx: MessageContext) -> None:
         result = ctx.result
