@@ -105,8 +105,9 @@ async def test_a_cap_holds_across_workers(cluster_factory, openai_fake, workers,
     # At the provider, only lateness: a window sees its own calls plus some the previous one granted late.
     print(f"  windows over the cap at the fake (calls granted late in the window before): "
           f"{ {w: n for w, n in arrived.items() if n > CAP} or 'none'}")
+    # (2 x the cap in a window follows while the way from lease to wire is shorter than a window; with 3 s
+    # windows on a busy machine it may not be, so the invariant itself is what is asserted.)
     assert not over_what_was_granted(arrived, granted), (over_what_was_granted(arrived, granted), granted, arrived)
-    assert max(arrived.values()) <= 2 * CAP, arrived
     # The cap was what paced them: without it the fake would have answered all of them in one window.
     assert len(arrived) >= MESSAGES // CAP and max(granted.values()) == CAP, (granted, arrived)
 
