@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(replay_main(args))
     from gateway_app import log_redaction
-    from gateway_app.app import create_gateway
+    from gateway_app.app import create_gateway, freeze_long_lived
     from gateway_app.observability import tracing
 
     log_redaction.install()  # before anything logs: no key reaches a log line
@@ -163,10 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = create_gateway(settings)
     quiet_per_request_logs()
-    # Everything imported so far lives as long as the process: out of the collector's sight, a full
-    # collection scans a fraction of the heap (its pauses stall every provider call in flight).
-    gc.collect()
-    gc.freeze()
+    freeze_long_lived()  # everything imported so far (warm-up freezes what it loads, later)
     sys.argv = [sys.argv[0], *args]
     gateway.app.main()
 

@@ -20,7 +20,9 @@ without `--only` all of them run):
 - levers: the gateway with each speed lever off and on (HTTP stack under the SDKs, decoded usage rows
   kept, producer linger), openai and echo, CPU per answer and throughput;
 - collaboration: agents answering alone, consulting a collaborator (`tool`) and refining an `always`
-  collaborator's draft: end-to-end latency and provider calls per message.
+  collaborator's draft: end-to-end latency and provider calls per message;
+- collector: a full garbage collection's pause in a warmed-up worker, with what warm-up loaded left to the
+  collector against frozen out of its sight (no broker needed).
 
 Prints the tables and writes them with the machine's description: each section replaces its own part of
 the output file, the other sections' figures are kept. Not a test: nothing here passes or fails.
@@ -38,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench import collaboration, conversations, levers, measures, moderation, observability, peers, peers_report
+from devtools.bench import collaboration, collector, conversations, levers, measures, moderation, observability, peers, peers_report
 from devtools.bench.report import (SECTIONS, Row, code, machine, merge, render, render_conversations,
                                    render_moderation, render_observability)
 from devtools.kafka_local import KafkaBroker
@@ -248,6 +250,8 @@ async def run(args: argparse.Namespace, broker: KafkaBroker, tmp: Path) -> dict[
     if "collaboration" in args.only:
         out["collaboration"] = collaboration.render_collaboration(await collaboration.measure(args, broker, tmp),
                                                                   host, args)
+    if "collector" in args.only:
+        out["collector"] = collector.render_collector(collector.measure(args), host, args)
     return out
 
 

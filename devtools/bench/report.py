@@ -22,7 +22,8 @@ from pathlib import Path
 
 from devtools.kafka_local import KAFKA_VERSION
 
-SECTIONS = ("gateway", "conversations", "moderation", "observability", "peers", "levers", "collaboration")  # in the order of the file
+SECTIONS = ("gateway", "conversations", "moderation", "observability", "peers", "levers", "collaboration",
+            "collector")  # in the order of the file
 TITLE = "# Benchmarks"
 
 
