@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from typing import Any
 
 import faust
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents_tables.ordered import register_ordered
 from gateway_app.kafka.transport import bootstrap_servers
 from gateway_app.publisher import Publisher
 from gateway_app.resilience import capacity
@@ -47,25 +49,16 @@ async def handle(raw: bytes, table: faust.Table, publisher: Publisher, owner: st
 def register(app: faust.App, table: faust.Table, publisher: Publisher, topics: GatewayTopics, owner: str) -> None:
     """`owner`: this worker's name, put on its grants."""
 
-    @app.agent(topics.provider_capacity, name="capacity")
-    async def capacity_owner(stream: faust.StreamT) -> None:
-        async for event in stream.noack().events():
-            if not await app.consumer.admit(event.message):  # in offset order, never past a missing record
-                continue
-            try:
-                answer = await handle(event.value, table, publisher, owner)
-                if isinstance(answer, Grant):
-                    log.debug("capacity.granted endpoint=%s worker=%s window=%d requests=%d tokens=%d",
-                              answer.endpoint, answer.worker, answer.window, answer.requests, answer.tokens)
-                else:
-                    log.info("capacity.paused endpoint=%s until=%.3f", answer.endpoint, answer.until)
-            except (ValueError, TypeError, KeyError) as exc:  # only workers write this topic: a bug, not input
-                log.error("capacity.bad_record partition=%s offset=%s error=%r", event.message.partition,
-                          event.message.offset, exc)
-            except Exception:
-                log.exception("capacity.internal_error partition=%s offset=%s", event.message.partition,
-                              event.message.offset)
-            event.ack()
+    async def one(event: Any) -> None:
+        answer = await handle(event.value, table, publisher, owner)
+        if isinstance(answer, Grant):
+            log.debug("capacity.granted endpoint=%s worker=%s window=%d requests=%d tokens=%d",
+                      answer.endpoint, answer.worker, answer.window, answer.requests, answer.tokens)
+        else:
+            log.info("capacity.paused endpoint=%s until=%.3f", answer.endpoint, answer.until)
+
+    # Only workers write this topic: a record it cannot read is a bug, not input.
+    register_ordered(app, topics.provider_capacity, "capacity", one, (ValueError, TypeError, KeyError))
 
 
 def register_listener(app: faust.App, settings: Settings, topics: GatewayTopics, leases: LeaseClient) -> None:

@@ -1,4 +1,4 @@
-"""An agent over a topic only the gateway writes (`gateway-room-events`):
+"""An agent over a topic only the gateway writes (`gateway-room-events`, `gateway-provider-capacity`):
 each record handled in offset order and acked after it, never past a missing record. A record it cannot
 read is a bug, not user input: logged (`<name>.bad_record`) and skipped; any other failure is logged
 with its traceback (`<name>.internal_error`); either way the partition goes on."""
